@@ -1,0 +1,37 @@
+package nat64
+
+import (
+	"net/netip"
+)
+
+// A Message is one outer UDP datagram in a batch.
+type Message struct {
+	// Buf holds the datagram. For ReadBatch it is the buffer to fill (its
+	// length is the capacity used); for WriteBatch, the datagram to send.
+	Buf []byte
+	// N is the number of bytes ReadBatch put into Buf.
+	N int
+	// Addr is the peer: the source after ReadBatch, the destination for WriteBatch.
+	Addr netip.AddrPort
+}
+
+// A PacketConn is the outer UDP side of an endpoint: real sockets (see
+// [ListenUDP]) or a simulated network in tests. It moves datagrams in
+// batches so that Linux can use one system call for many.
+type PacketConn interface {
+	// ReadBatch blocks until at least one datagram arrives, fills up to
+	// len(msgs) of them and returns how many.
+	ReadBatch(msgs []Message) (int, error)
+	// WriteBatch sends msgs, each to its own Addr, and returns how many were
+	// sent. It is safe to call from several goroutines at once.
+	WriteBatch(msgs []Message) (int, error)
+	// LocalAddr is the address the connection is bound to.
+	LocalAddr() netip.AddrPort
+	// BatchSize is the largest batch worth passing to ReadBatch and WriteBatch.
+	BatchSize() int
+	// Close unblocks ReadBatch and releases the connection.
+	Close() error
+}
+
+// ListenFunc opens the outer connection of an endpoint bound to laddr.
+type ListenFunc func(laddr netip.AddrPort) (PacketConn, error)

@@ -1,0 +1,160 @@
+package nat64
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// An InnerLink consumes the inner frames an endpoint receives: the netstack,
+// or a test. DeliverFrames is called from the endpoint's receive goroutine
+// with a batch of payloads (GENEVE stripped) that stay valid only until it
+// returns.
+type InnerLink interface {
+	DeliverFrames(frames [][]byte)
+}
+
+// An Endpoint is the outer side of a tunnel endpoint: it sends inner frames
+// to its peers as GENEVE over UDP with the NAT64 option, and delivers the
+// valid frames it receives to its [InnerLink].
+type Endpoint struct {
+	cfg   Config
+	conn  PacketConn
+	log   *slog.Logger
+	start time.Time
+	stats Stats
+	inner InnerLink
+
+	mu     sync.RWMutex
+	peers  map[netip.AddrPort]*peer // server: by identity (or outer address without the option)
+	single *peer                    // the one peer of the other modes
+	sw     *switchTable             // server only
+
+	prefixMu sync.Mutex
+	prefix   netip.Prefix // NAT64 prefix in use, once needed
+	basePath netip.AddrPort
+
+	batches sync.Pool // *sendBatch
+	closed  chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+}
+
+// maxDatagram is the largest outer datagram read: the UDP maximum, so that
+// large inner MTUs work on paths that allow them.
+const maxDatagram = 65535
+
+// NewEndpoint validates cfg, binds the outer socket and resolves PATH. The
+// endpoint does nothing until [Endpoint.Start].
+func NewEndpoint(ctx context.Context, cfg Config) (*Endpoint, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	e := &Endpoint{
+		cfg:    cfg,
+		log:    cfg.Logger.With("mode", cfg.Mode.String()),
+		start:  time.Now(),
+		closed: make(chan struct{}),
+		prefix: cfg.NAT64Prefix,
+	}
+	conn, err := cfg.Listen(cfg.bindAddr())
+	if err != nil {
+		return nil, err
+	}
+	e.conn = conn
+	e.batches.New = func() any { return newSendBatch(conn.BatchSize()) }
+	if cfg.Mode == Server {
+		e.peers = make(map[netip.AddrPort]*peer)
+		e.sw = newSwitchTable(4096)
+		return e, nil
+	}
+	path, err := e.resolvePath(ctx)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	e.basePath = path
+	e.single = e.newPeer(cfg.Remote.Addr(), netip.AddrPortFrom(cfg.Remote.Addr(), 0), path)
+	return e, nil
+}
+
+// Start delivers received frames to inner and starts the receive and
+// keepalive goroutines. Endpoints that know their path send a first echo
+// request at once, so the far end learns the path and NATs open a mapping.
+func (e *Endpoint) Start(inner InnerLink) {
+	e.inner = inner
+	e.log.Info("outer socket listening", "addr", e.conn.LocalAddr(), "vni", e.cfg.VNI,
+		"local", e.cfg.Local.Addr(), "remote", e.cfg.Remote)
+	if e.single != nil {
+		path, _ := e.single.currentPath()
+		e.log.Info("sending to peer", "identity", e.single.id, "path", path)
+		if e.cfg.Keepalive > 0 {
+			b := e.getBatch()
+			e.enqueueProbe(b, e.single, e.clock())
+			e.flush(b)
+			e.putBatch(b)
+		}
+	}
+	e.wg.Add(2)
+	go e.receiveLoop()
+	go e.maintainLoop()
+}
+
+// Close stops the endpoint and closes its socket.
+func (e *Endpoint) Close() error {
+	var err error
+	e.once.Do(func() {
+		close(e.closed)
+		err = e.conn.Close()
+		e.wg.Wait()
+	})
+	return err
+}
+
+// LocalAddr is the outer socket's address.
+func (e *Endpoint) LocalAddr() netip.AddrPort { return e.conn.LocalAddr() }
+
+// Stats are the endpoint's counters.
+func (e *Endpoint) Stats() *Stats { return &e.stats }
+
+// Mode is the endpoint's mode.
+func (e *Endpoint) Mode() Mode { return e.cfg.Mode }
+
+// Protocol is the inner payload type, e.g. geneve.ProtocolEthernet.
+func (e *Endpoint) Protocol() uint16 { return e.cfg.Protocol }
+
+// Overhead is what encapsulation adds to each inner frame: the GENEVE header
+// and the NAT64 option, without the outer IP and UDP headers.
+func (e *Endpoint) Overhead() int { return len(e.header(e.cfg.Remote.Addr(), false)) }
+
+// Peers returns what the endpoint knows of each peer.
+func (e *Endpoint) Peers() []PeerStatus {
+	var out []PeerStatus
+	for _, p := range e.peerList() {
+		out = append(out, e.status(p))
+	}
+	return out
+}
+
+func (e *Endpoint) peerList() []*peer {
+	if e.single != nil {
+		return []*peer{e.single}
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	ps := make([]*peer, 0, len(e.peers))
+	for _, p := range e.peers {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// clock is nanoseconds since the endpoint started, never 0.
+func (e *Endpoint) clock() int64 { return int64(time.Since(e.start)) + 1 }
+
+func (e *Endpoint) String() string {
+	return fmt.Sprintf("%s endpoint %s on %s", e.cfg.Mode, e.cfg.Local.Addr(), e.conn.LocalAddr())
+}

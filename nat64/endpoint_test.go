@@ -1,0 +1,291 @@
+package nat64
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"geneve64/geneve"
+)
+
+// sink is an InnerLink that keeps copies of what it is given.
+type sink struct {
+	mu     sync.Mutex
+	frames [][]byte
+	signal chan struct{}
+}
+
+func newSink() *sink { return &sink{signal: make(chan struct{}, 1)} }
+
+func (s *sink) DeliverFrames(frames [][]byte) {
+	s.mu.Lock()
+	for _, f := range frames {
+		s.frames = append(s.frames, bytes.Clone(f))
+	}
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until the sink holds a frame equal to want.
+func (s *sink) waitFor(t *testing.T, want []byte) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		s.mu.Lock()
+		for _, f := range s.frames {
+			if bytes.Equal(f, want) {
+				s.mu.Unlock()
+				return
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.signal:
+		case <-deadline:
+			t.Fatalf("frame %x never arrived", want[:min(len(want), 20)])
+		}
+	}
+}
+
+func (s *sink) has(want []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.frames {
+		if bytes.Equal(f, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *sink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.frames)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// loopback opens a real UDP socket on [::1] for an endpoint to use.
+func loopback(t *testing.T) (PacketConn, ListenFunc) {
+	t.Helper()
+	c, err := ListenUDP(netip.MustParseAddrPort("[::1]:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, func(netip.AddrPort) (PacketConn, error) { return c, nil }
+}
+
+func start(t *testing.T, cfg Config) (*Endpoint, *sink) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	e, err := NewEndpoint(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSink()
+	e.Start(s)
+	t.Cleanup(func() { e.Close() })
+	return e, s
+}
+
+// ethFrame builds an Ethernet frame from src to dst MAC with a body.
+func ethFrame(dst, src byte, body string) []byte {
+	f := []byte{0x02, 0, 0, 0, 0, dst, 0x02, 0, 0, 0, 0, src, 0x08, 0x00}
+	if dst == 0xff {
+		copy(f[:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	}
+	return append(f, body...)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var (
+	idServer = netip.MustParseAddr("2001:db8:a::1")
+	idClient = netip.MustParseAddr("fdd9:f2f4:ed01::1")
+)
+
+func TestSymmetricLoopback(t *testing.T) {
+	ca, la := loopback(t)
+	cb, lb := loopback(t)
+	a, sa := start(t, Config{Mode: Symmetric, VNI: 42, Local: netip.AddrPortFrom(idA, 0),
+		Path: Target{Addr: cb.LocalAddr().Addr(), Port: cb.LocalAddr().Port()}, Remote: netip.PrefixFrom(idB, 128),
+		Listen: la, Keepalive: 50 * time.Millisecond})
+	b, sb := start(t, Config{Mode: Symmetric, VNI: 42, Local: netip.AddrPortFrom(idB, 0),
+		Path: Target{Addr: ca.LocalAddr().Addr(), Port: ca.LocalAddr().Port()}, Remote: netip.PrefixFrom(idA, 128),
+		Listen: lb, Keepalive: 50 * time.Millisecond})
+
+	for i := 0; i < 10; i++ {
+		fa, fb := ethFrame(2, 1, fmt.Sprint("a to b ", i)), ethFrame(1, 2, fmt.Sprint("b to a ", i))
+		if _, err := a.SendFrames([][]byte{fa}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.SendFrames([][]byte{fb}); err != nil {
+			t.Fatal(err)
+		}
+		sb.waitFor(t, fa)
+		sa.waitFor(t, fb)
+	}
+	// Keepalives: OAM packets are answered, RTT measured, and none is delivered.
+	waitUntil(t, "an RTT", func() bool { return a.Peers()[0].RTT > 0 && b.Peers()[0].RTT > 0 })
+	if sa.count() != 10 || sb.count() != 10 {
+		t.Fatalf("delivered %d and %d frames, want 10 each (OAM leaked?)", sa.count(), sb.count())
+	}
+	st := a.Peers()[0]
+	if st.Identity != idB || st.Path != cb.LocalAddr() || time.Since(st.LastSeen) > time.Second || st.Silent {
+		t.Fatalf("peer status %+v", st)
+	}
+	if a.Stats().TotalDrops() != 0 || b.Stats().TotalDrops() != 0 {
+		t.Fatalf("drops: %d, %d", a.Stats().TotalDrops(), b.Stats().TotalDrops())
+	}
+	if a.Stats().FramesOut.Load() != 10 || b.Stats().FramesIn.Load() != 10 || a.Stats().OAMOut.Load() == 0 {
+		t.Fatalf("counters: out %d in %d oam %d", a.Stats().FramesOut.Load(), b.Stats().FramesIn.Load(), a.Stats().OAMOut.Load())
+	}
+}
+
+func TestServerThreeClients(t *testing.T) {
+	cs, ls := loopback(t)
+	srv, ss := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour})
+	path := Target{Addr: cs.LocalAddr().Addr(), Port: cs.LocalAddr().Port()}
+	var clients []*Endpoint
+	var sinks []*sink
+	for i := 1; i <= 3; i++ {
+		_, l := loopback(t)
+		id := netip.MustParseAddr(fmt.Sprintf("fdd9:f2f4:ed01::%d", i))
+		c, s := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(id, 0), Path: path,
+			Remote: netip.PrefixFrom(idServer, 128), Listen: l, Keepalive: time.Hour})
+		clients, sinks = append(clients, c), append(sinks, s)
+	}
+	// The first echo request of each client teaches the server its path.
+	waitUntil(t, "three peers", func() bool { return len(srv.Peers()) == 3 })
+	for _, p := range srv.Peers() {
+		if !p.Path.IsValid() {
+			t.Fatalf("peer %s has no path", p.Identity)
+		}
+	}
+	// Client 1 broadcasts: the server's stack and clients 2 and 3 get it.
+	bc := ethFrame(0xff, 1, "who has")
+	clients[0].SendFrames([][]byte{bc})
+	ss.waitFor(t, bc)
+	sinks[1].waitFor(t, bc)
+	sinks[2].waitFor(t, bc)
+	// Client 2 answers client 1 by MAC: switched to client 1 alone.
+	uc := ethFrame(1, 2, "is at")
+	clients[1].SendFrames([][]byte{uc})
+	sinks[0].waitFor(t, uc)
+	time.Sleep(50 * time.Millisecond)
+	if sinks[2].count() != 1 {
+		t.Fatalf("client 3 got %d frames; the unicast leaked", sinks[2].count())
+	}
+	// The server's own stack sends to client 3's MAC (learned from nothing
+	// yet: flooded), then client 3 speaks and the next one goes only to it.
+	clients[2].SendFrames([][]byte{ethFrame(0xff, 3, "hello")})
+	waitUntil(t, "client 3 learned", func() bool { return ss.count() >= 2 })
+	to3 := ethFrame(3, 0x10, "for 3 only")
+	srv.SendFrames([][]byte{to3})
+	sinks[2].waitFor(t, to3)
+	time.Sleep(50 * time.Millisecond)
+	for i := 0; i < 2; i++ {
+		if sinks[i].has(to3) {
+			t.Fatalf("client %d got a frame for client 3", i+1)
+		}
+	}
+	if d := srv.Stats().TotalDrops(); d != 0 {
+		t.Fatalf("server drops %d", d)
+	}
+}
+
+// TestReceiverDrops: each kind of bad packet is dropped, counted under its
+// reason, never delivered, and never moves the learned path.
+func TestReceiverDrops(t *testing.T) {
+	cs, ls := loopback(t)
+	srv, ss := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour, MaxPeers: 1})
+	_, lc := loopback(t)
+	c, _ := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(idClient, 0),
+		Path: Target{Addr: cs.LocalAddr().Addr(), Port: cs.LocalAddr().Port()},
+		Remote: netip.PrefixFrom(idServer, 128), Listen: lc, Keepalive: time.Hour})
+	waitUntil(t, "the client", func() bool { return len(srv.Peers()) == 1 })
+	good := srv.Peers()[0].Path
+
+	attacker, _ := loopback(t)
+	frame := ethFrame(0x10, 1, "payload")
+	build := func(vni uint32, opts ...[]byte) []byte {
+		h := geneve.Header{Protocol: geneve.ProtocolEthernet, VNI: vni}
+		for _, o := range opts {
+			h.OptionBytes = append(h.OptionBytes, o...)
+		}
+		b, err := h.Append(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(b, frame...)
+	}
+	opt := func(src, dst netip.Addr) []byte {
+		o, err := AppendOption(nil, Endpoints{Src: src, Dst: dst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	goodOpt := opt(idClient, idServer)
+	critical, _ := geneve.AppendOption(nil, geneve.Option{Class: 0x0999, Type: 0x80})
+	for _, tc := range []struct {
+		name   string
+		pkt    []byte
+		reason DropReason
+	}{
+		{"garbage", []byte("definitely not geneve"), DropMalformed},
+		{"truncated", build(7, goodOpt)[:20], DropMalformed},
+		{"version", append([]byte{0x40}, build(7, goodOpt)[1:]...), DropMalformed},
+		{"wrong vni", build(8, goodOpt), DropVNI},
+		{"unknown critical", build(7, goodOpt, critical), DropCritical},
+		{"no option", build(7), DropOption},
+		{"two options", build(7, goodOpt, goodOpt), DropOption},
+		{"not for me", build(7, opt(idClient, idB)), DropIdentity},
+		{"identity outside REMOTE", build(7, opt(idB, idServer)), DropIdentity},
+		{"new peer over the cap", build(7, opt(netip.MustParseAddr("fdd9:f2f4:ed01::99"), idServer)), DropPeerLimit},
+	} {
+		before := srv.Stats().Drops(tc.reason)
+		attacker.WriteBatch([]Message{{Buf: tc.pkt, Addr: cs.LocalAddr()}})
+		waitUntil(t, tc.name+" counted", func() bool { return srv.Stats().Drops(tc.reason) == before+1 })
+	}
+	if ss.count() != 0 {
+		t.Fatalf("%d bad frames delivered", ss.count())
+	}
+	if p := srv.Peers(); len(p) != 1 || p[0].Path != good {
+		t.Fatalf("peers %+v, want one at %s", p, good)
+	}
+	// A valid packet from a new address does move the path: roaming.
+	attacker.WriteBatch([]Message{{Buf: build(7, goodOpt), Addr: cs.LocalAddr()}})
+	waitUntil(t, "roaming", func() bool { return srv.Peers()[0].Path == attacker.LocalAddr() })
+	ss.waitFor(t, frame)
+	_ = c
+}

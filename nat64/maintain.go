@@ -1,0 +1,97 @@
+package nat64
+
+import (
+	"context"
+	"time"
+)
+
+// maintainLoop sends keepalives, notices silent peers and expires idle ones.
+func (e *Endpoint) maintainLoop() {
+	defer e.wg.Done()
+	tick := e.cfg.Keepalive / 5
+	if e.cfg.Keepalive < 0 {
+		tick = e.cfg.PeerTimeout / 5
+	}
+	tick = min(max(tick, 5*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.closed:
+			return
+		case <-t.C:
+			e.maintain(e.clock())
+		}
+	}
+}
+
+func (e *Endpoint) maintain(now int64) {
+	b := e.getBatch()
+	defer e.putBatch(b)
+	interval := int64(e.cfg.Keepalive)
+	for _, p := range e.peerList() {
+		heard := max(p.lastHeard.Load(), p.created)
+		if e.single == nil && now-heard >= int64(e.cfg.PeerTimeout) {
+			e.expire(p)
+			continue
+		}
+		if interval <= 0 {
+			continue
+		}
+		idle := now-p.lastSent.Load() >= interval || now-heard >= interval
+		if idle && now-p.lastProbe.Load() >= interval {
+			e.enqueueProbe(b, p, now)
+		}
+		if now-heard >= silentAfter*interval && p.silent.CompareAndSwap(false, true) {
+			e.log.Warn("peer silent", "identity", p.id, "for", time.Duration(now-heard).Round(time.Millisecond))
+			e.onSilent(p)
+		}
+	}
+	e.flush(b)
+}
+
+func (e *Endpoint) enqueueProbe(b *sendBatch, p *peer, now int64) {
+	p.lastProbe.Store(now)
+	var body [oamLen]byte
+	e.enqueue(b, p, appendOAM(body[:0], oamMessage{kind: oamEchoRequest, seq: p.seq.Add(1), stamp: now}), true)
+}
+
+// expire removes a server's peer that has been idle past PeerTimeout.
+func (e *Endpoint) expire(p *peer) {
+	e.mu.Lock()
+	if e.peers[p.key] == p {
+		delete(e.peers, p.key)
+	}
+	e.mu.Unlock()
+	p.expired.Store(true)
+	e.sw.forget(p)
+	e.log.Info("peer expired", "identity", p.id)
+}
+
+// onSilent looks for the peer again: a hostname PATH is resolved anew (its
+// address may have changed), and auto mode goes back from a learned path to
+// PATH. It runs in the background so the maintenance tick never blocks.
+func (e *Endpoint) onSilent(p *peer) {
+	if e.single == nil || (e.cfg.Path.Host == "" && e.cfg.Mode != Auto) {
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		path := e.basePath
+		if e.cfg.Path.Host != "" {
+			var err error
+			if path, err = e.resolvePath(ctx); err != nil {
+				e.log.Warn("resolving PATH again failed", "path", e.cfg.Path.Host, "err", err)
+				return
+			}
+		}
+		if cur, _ := p.currentPath(); cur != path {
+			p.path.Store(&path)
+			e.stats.PathChanges.Add(1)
+			e.log.Info("peer path reset", "identity", p.id, "from", cur, "to", path)
+		}
+	}()
+}

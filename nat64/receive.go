@@ -1,0 +1,214 @@
+package nat64
+
+import (
+	"net/netip"
+	"time"
+
+	"geneve64/geneve"
+)
+
+// rxState is the receive goroutine's scratch space, reused for every batch.
+type rxState struct {
+	deliver [][]byte   // frames for the inner link
+	out     *sendBatch // echo replies and frames switched between peers
+}
+
+func (e *Endpoint) receiveLoop() {
+	defer e.wg.Done()
+	n := e.conn.BatchSize()
+	msgs := make([]Message, n)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, maxDatagram)
+	}
+	rx := &rxState{deliver: make([][]byte, 0, n), out: newSendBatch(n)}
+	for {
+		k, err := e.conn.ReadBatch(msgs)
+		if err != nil {
+			select {
+			case <-e.closed:
+				return
+			default:
+			}
+			if IsClosed(err) {
+				return
+			}
+			e.log.Warn("outer receive failed", "err", err)
+			time.Sleep(10 * time.Millisecond) // do not spin on a persistent error
+			continue
+		}
+		now := e.clock()
+		for i := 0; i < k; i++ {
+			e.receive(&msgs[i], now, rx)
+		}
+		if len(rx.deliver) > 0 {
+			if e.inner != nil {
+				e.inner.DeliverFrames(rx.deliver)
+			}
+			clear(rx.deliver)
+			rx.deliver = rx.deliver[:0]
+		}
+		e.flush(rx.out)
+	}
+}
+
+// receive checks one datagram in the order docs/PROTOCOL.md gives, and only
+// then lets it touch a peer: create it, refresh it, or move its path.
+func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
+	h, payload, err := geneve.Parse(m.Buf[:m.N])
+	if err != nil {
+		e.stats.Drop(DropMalformed)
+		return
+	}
+	if h.VNI != e.cfg.VNI {
+		e.stats.Drop(DropVNI)
+		return
+	}
+	if h.CheckCritical(KnownOptions) != nil {
+		e.stats.Drop(DropCritical)
+		return
+	}
+	id := m.Addr.Addr()
+	if !e.cfg.NoOption {
+		ends, err := FindOption(&h)
+		if err != nil {
+			e.stats.Drop(DropOption)
+			return
+		}
+		if ends.Dst != e.cfg.Local.Addr() || !e.cfg.Remote.Contains(ends.Src) {
+			e.stats.Drop(DropIdentity)
+			return
+		}
+		id = ends.Src
+	} else if e.single == nil && !e.cfg.Remote.Contains(id) {
+		e.stats.Drop(DropIdentity) // plain GENEVE server: REMOTE filters outer addresses
+		return
+	}
+	var oam oamMessage
+	if h.OAM {
+		if oam, err = parseOAM(payload); err != nil || h.Protocol != ProtocolOAM {
+			e.stats.Drop(DropOAM)
+			return
+		}
+	} else if !e.protocolOK(h.Protocol) {
+		e.stats.Drop(DropMalformed)
+		return
+	}
+	p := e.peerFor(id, m.Addr)
+	if p == nil {
+		e.stats.Drop(DropPeerLimit)
+		return
+	}
+	e.heard(p, m.Addr, now)
+	if h.OAM {
+		e.stats.OAMIn.Add(1)
+		e.handleOAM(p, m.Addr, oam, now, rx)
+		return
+	}
+	e.stats.FramesIn.Add(1)
+	e.stats.BytesIn.Add(uint64(len(payload)))
+	if e.single != nil {
+		rx.deliver = append(rx.deliver, payload)
+		return
+	}
+	e.switchIn(p, payload, rx)
+}
+
+func (e *Endpoint) protocolOK(proto uint16) bool {
+	if e.cfg.Protocol == geneve.ProtocolEthernet {
+		return proto == geneve.ProtocolEthernet
+	}
+	return proto == geneve.ProtocolIPv4 || proto == geneve.ProtocolIPv6
+}
+
+// peerFor returns the peer a valid packet is from, creating it on a server
+// while there is room.
+func (e *Endpoint) peerFor(id netip.Addr, from netip.AddrPort) *peer {
+	if e.single != nil {
+		return e.single
+	}
+	key := netip.AddrPortFrom(id, 0)
+	if e.cfg.NoOption {
+		key = from // plain GENEVE has no identities: each outer address is a peer
+	}
+	e.mu.RLock()
+	p := e.peers[key]
+	e.mu.RUnlock()
+	if p != nil {
+		return p
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p = e.peers[key]; p != nil {
+		return p
+	}
+	if len(e.peers) >= e.cfg.MaxPeers {
+		return nil
+	}
+	p = e.newPeer(id, key, netip.AddrPort{})
+	e.peers[key] = p
+	return p
+}
+
+// heard records a valid packet from p and, where the mode learns paths,
+// moves p's path to where the packet came from: the newest valid packet wins.
+func (e *Endpoint) heard(p *peer, from netip.AddrPort, now int64) {
+	first := p.lastHeard.Swap(now) == 0
+	if e.cfg.Mode == Server || e.cfg.Mode == Auto {
+		if cur, ok := p.currentPath(); !ok || cur != from {
+			p.path.Store(&from)
+			e.stats.PathChanges.Add(1)
+			if ok && !first {
+				e.log.Info("peer path moved", "identity", p.id, "from", cur, "to", from)
+			}
+		}
+	}
+	if first {
+		path, _ := p.currentPath()
+		e.log.Info("peer heard", "identity", p.id, "path", path, "from", from)
+	}
+	if p.silent.CompareAndSwap(true, false) {
+		e.log.Info("peer heard again", "identity", p.id, "from", from)
+	}
+}
+
+// handleOAM answers echo requests at once, to where they came from, and
+// measures the round trip from replies.
+func (e *Endpoint) handleOAM(p *peer, from netip.AddrPort, m oamMessage, now int64, rx *rxState) {
+	switch m.kind {
+	case oamEchoRequest:
+		var body [oamLen]byte
+		e.enqueueTo(rx.out, p, from, appendOAM(body[:0], oamMessage{kind: oamEchoReply, seq: m.seq, stamp: m.stamp}), true)
+	case oamEchoReply:
+		if m.stamp > 0 && m.stamp <= now {
+			p.rtt.Store(now - m.stamp)
+		}
+	}
+}
+
+// switchIn delivers or forwards a frame a server received from peer p.
+func (e *Endpoint) switchIn(p *peer, f []byte, rx *rxState) {
+	src, dst, group, ok := frameAddrs(e.cfg.Protocol, f)
+	if !ok {
+		e.stats.Drop(DropMalformed)
+		return
+	}
+	e.sw.learn(src, p)
+	if !group {
+		if port, known := e.sw.lookup(dst); known {
+			switch {
+			case port == nil:
+				rx.deliver = append(rx.deliver, f)
+			case port != p:
+				e.stats.Forwarded.Add(1)
+				e.enqueue(rx.out, port, f, false)
+			}
+			return
+		}
+	}
+	rx.deliver = append(rx.deliver, f)
+	before := rx.out.n
+	e.flood(rx.out, f, p)
+	if rx.out.n != before {
+		e.stats.Forwarded.Add(1)
+	}
+}
