@@ -230,7 +230,7 @@ func TestReceiverDrops(t *testing.T) {
 		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour, MaxPeers: 1})
 	_, lc := loopback(t)
 	c, _ := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(idClient, 0),
-		Path: Target{Addr: cs.LocalAddr().Addr(), Port: cs.LocalAddr().Port()},
+		Path:   Target{Addr: cs.LocalAddr().Addr(), Port: cs.LocalAddr().Port()},
 		Remote: netip.PrefixFrom(idServer, 128), Listen: lc, Keepalive: time.Hour})
 	waitUntil(t, "the client", func() bool { return len(srv.Peers()) == 1 })
 	good := srv.Peers()[0].Path
