@@ -155,7 +155,8 @@ func (e *Endpoint) heard(p *peer, from netip.AddrPort, now int64) {
 	first := p.lastHeard.Swap(now) == 0
 	if e.cfg.Mode == Server || e.cfg.Mode == Auto {
 		if cur, ok := p.currentPath(); !ok || cur != from {
-			p.path.Store(&from)
+			moved := from // a copy, so only a change allocates
+			p.path.Store(&moved)
 			e.stats.PathChanges.Add(1)
 			if ok && !first {
 				e.log.Info("peer path moved", "identity", p.id, "from", cur, "to", from)

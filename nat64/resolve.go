@@ -25,9 +25,9 @@ func (e *Endpoint) resolvePath(ctx context.Context) (netip.AddrPort, error) {
 		if r == nil {
 			r = net.DefaultResolver
 		}
-		if as, err := r.LookupNetIP(ctx, "ip4", t.Host); err == nil && len(as) > 0 {
+		if as, err := r.LookupNetIP(ctx, "ip4", t.Host); err == nil && len(as) > 0 && as[0].Unmap().Is4() {
 			v4 = as[0].Unmap()
-		} else if as, err6 := r.LookupNetIP(ctx, "ip6", t.Host); err6 == nil && len(as) > 0 {
+		} else if as, err6 := r.LookupNetIP(ctx, "ip6", t.Host); err6 == nil && len(as) > 0 && as[0].Is6() {
 			v6 = as[0]
 		} else {
 			return netip.AddrPort{}, fmt.Errorf("nat64: resolving PATH %s: %v", t.Host, err)

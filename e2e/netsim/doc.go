@@ -1,0 +1,12 @@
+// Package netsim is an in-memory packet network for testing tunnel
+// endpoints: IPv6-only sites, an IPv4 internet, plain stateful NAT64 and
+// NAT44 boxes (random external ports, endpoint-dependent filtering, mapping
+// timeouts, rebinding), NAT64 boxes with the extension gateway beside them,
+// and fault injection (loss, duplication, reordering, delay) per segment.
+//
+// Endpoints run on it through the same nat64.PacketConn interface as on
+// real sockets: [Host.Listen] is a nat64.ListenFunc.
+//
+// It lives in its own package, not in test files, because the geneve64
+// demo runs the whole system on it too.
+package netsim

@@ -1,0 +1,223 @@
+package nat64
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeResolver answers A and AAAA lookups from tables and counts calls.
+type fakeResolver struct {
+	a, aaaa map[string][]netip.Addr
+	calls   atomic.Int32
+	addr    atomic.Pointer[netip.Addr] // when set, overrides a[*]
+}
+
+func (r *fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]netip.Addr, error) {
+	r.calls.Add(1)
+	if a := r.addr.Load(); a != nil && a.Is4() == (network == "ip4") {
+		return []netip.Addr{*a}, nil
+	}
+	if network == "ip4" {
+		if as := r.a[host]; len(as) > 0 {
+			return as, nil
+		}
+	}
+	if network == "ip6" {
+		if as := r.aaaa[host]; len(as) > 0 {
+			return as, nil
+		}
+	}
+	return nil, errors.New("no such host")
+}
+
+// discardConn is a PacketConn whose reads block and whose writes vanish:
+// enough to resolve paths and to count allocations.
+type discardConn struct {
+	local  netip.AddrPort
+	closed chan struct{}
+}
+
+func newDiscardConn(local string) *discardConn {
+	return &discardConn{local: netip.MustParseAddrPort(local), closed: make(chan struct{})}
+}
+func (d *discardConn) ReadBatch([]Message) (int, error)    { <-d.closed; return 0, errClosedForTest }
+func (d *discardConn) WriteBatch(m []Message) (int, error) { return len(m), nil }
+func (d *discardConn) LocalAddr() netip.AddrPort           { return d.local }
+func (d *discardConn) BatchSize() int                      { return 8 }
+func (d *discardConn) Close() error                        { close(d.closed); return nil }
+
+var errClosedForTest = errors.New("closed")
+
+func TestClientPathResolution(t *testing.T) {
+	entry := netip.MustParseAddr("203.0.113.90")
+	res := &fakeResolver{
+		a:    map[string][]netip.Addr{"geneve-entry-point.example": {entry}},
+		aaaa: map[string][]netip.Addr{"v6only.example": {netip.MustParseAddr("2001:db8:e::1")}},
+	}
+	dns := startDNS64(t, &dns64{answers: []netip.Addr{synth(t, "2001:db8:64::/96", wka1)}})
+	for _, tc := range []struct {
+		name    string
+		path    string
+		hasIPv4 bool
+		prefix  string
+		dns     string
+		want    string
+	}{
+		{"ipv6 literal", "[2001:db8:a::1]:7000", false, "", "", "[2001:db8:a::1]:7000"},
+		{"ipv6 literal, default port", "2001:db8:a::1", true, "", "", "[2001:db8:a::1]:6081"},
+		{"ipv4 literal, host has ipv4", "203.0.113.90", true, "", "", "203.0.113.90:6081"},
+		{"ipv4 literal through nat64", "203.0.113.90:7000", false, "64:ff9b::/96", "", "[64:ff9b::cb00:715a]:7000"},
+		{"hostname through nat64, discovered prefix", "geneve-entry-point.example", false, "", dns.addr, "[2001:db8:64::cb00:715a]:6081"},
+		{"hostname, host has ipv4", "geneve-entry-point.example", true, "", "", "203.0.113.90:6081"},
+		{"hostname with only AAAA", "v6only.example", false, "", "", "[2001:db8:e::1]:6081"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target, err := ParseTarget(tc.path, 6081)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := Config{Mode: Client, VNI: 42, Local: netip.AddrPortFrom(idClient, 0), Path: target,
+				Remote: netip.PrefixFrom(idServer, 128), Resolver: res, DNSServer: tc.dns,
+				HasIPv4: func(netip.Addr) bool { return tc.hasIPv4 }, Logger: testLogger(t),
+				Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[::]:40000"), nil }}
+			if tc.prefix != "" {
+				cfg.NAT64Prefix = netip.MustParsePrefix(tc.prefix)
+			}
+			e, err := NewEndpoint(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			if got := e.Peers()[0].Path.String(); got != tc.want {
+				t.Fatalf("path %s, want %s", got, tc.want)
+			}
+		})
+	}
+	// No IPv4, no prefix given, and no DNS64: a clear error.
+	target, _ := ParseTarget("203.0.113.90", 6081)
+	_, err := NewEndpoint(context.Background(), Config{Mode: Client, VNI: 42, Local: netip.AddrPortFrom(idClient, 0),
+		Path: target, Remote: netip.PrefixFrom(idServer, 128), DNSServer: startDNS64(t, &dns64{}).addr,
+		HasIPv4: func(netip.Addr) bool { return false }, Logger: testLogger(t),
+		Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[::]:40000"), nil }})
+	if !errors.Is(err, ErrNoNAT64) {
+		t.Fatalf("err = %v, want ErrNoNAT64", err)
+	}
+}
+
+// TestSilentPeerReresolves: a peer that stops answering is reported silent
+// after three keepalive intervals, and a hostname PATH is looked up again, so
+// a server that moved to a new address is found there.
+func TestSilentPeerReresolves(t *testing.T) {
+	c1, l1 := loopback(t) // the server first lives at [::1]:P
+	srv1, _ := start(t, Config{Mode: Server, VNI: 1, Local: netip.AddrPortFrom(idServer, 0),
+		Remote: netip.PrefixFrom(idClient, 128), Listen: l1, Keepalive: time.Hour})
+	port := c1.LocalAddr().Port()
+	res := &fakeResolver{}
+	res.addr.Store(ptr(netip.IPv6Loopback()))
+	cc, err := ListenUDP(netip.MustParseAddrPort("[::]:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, _ := start(t, Config{Mode: Client, VNI: 1, Local: netip.AddrPortFrom(idClient, 0),
+		Path: Target{Host: "server.example", Port: port}, Remote: netip.PrefixFrom(idServer, 128),
+		Resolver: res, HasIPv4: func(netip.Addr) bool { return true }, Keepalive: 40 * time.Millisecond,
+		Listen: func(netip.AddrPort) (PacketConn, error) { return cc, nil }})
+	waitUntil(t, "an RTT", func() bool { return cli.Peers()[0].RTT > 0 })
+
+	// The server moves to 127.0.0.1:P, and DNS says so.
+	srv1.Close()
+	c2, err := ListenUDP(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, Config{Mode: Server, VNI: 1, Local: netip.AddrPortFrom(idServer, 0),
+		Remote: netip.PrefixFrom(idClient, 128), Keepalive: time.Hour,
+		Listen: func(netip.AddrPort) (PacketConn, error) { return c2, nil }})
+	res.addr.Store(ptr(netip.MustParseAddr("127.0.0.1")))
+
+	waitUntil(t, "the peer to go silent", func() bool { return cli.Peers()[0].Silent })
+	waitUntil(t, "the peer heard again at its new address", func() bool {
+		p := cli.Peers()[0]
+		return !p.Silent && p.Path == c2.LocalAddr()
+	})
+	if res.calls.Load() < 2 {
+		t.Fatalf("%d lookups", res.calls.Load())
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestPlainGENEVEOverIPv4: with the option off on both ends, addresses may
+// be IPv4 and the outer side runs over IPv4; a NAT64 option that arrives
+// anyway is ignored.
+func TestPlainGENEVEOverIPv4(t *testing.T) {
+	open := func() (PacketConn, ListenFunc) {
+		c, err := ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, func(netip.AddrPort) (PacketConn, error) { return c, nil }
+	}
+	ca, la := open()
+	cb, lb := open()
+	a, sa := start(t, Config{Mode: Symmetric, VNI: 5001, NoOption: true, Local: ca.LocalAddr(),
+		Path: Target{Addr: cb.LocalAddr().Addr(), Port: cb.LocalAddr().Port()}, Remote: netip.MustParsePrefix("127.0.0.1/32"),
+		Listen: la, Keepalive: -1})
+	b, sb := start(t, Config{Mode: Symmetric, VNI: 5001, Local: netip.AddrPortFrom(idB, 0), NoOption: true,
+		Path: Target{Addr: ca.LocalAddr().Addr(), Port: ca.LocalAddr().Port()}, Remote: netip.MustParsePrefix("127.0.0.1/32"),
+		Listen: lb, Keepalive: -1})
+	fa, fb := ethFrame(2, 1, "plain a"), ethFrame(1, 2, "plain b")
+	a.SendFrames([][]byte{fa})
+	b.SendFrames([][]byte{fb})
+	sb.waitFor(t, fa)
+	sa.waitFor(t, fb)
+	if len(a.header(idB, false)) != 8 {
+		t.Fatalf("plain GENEVE header is %d bytes, want 8", len(a.header(idB, false)))
+	}
+	// A sender with the option, towards an endpoint without: delivered.
+	opt, _ := AppendOption(nil, Endpoints{Src: idA, Dst: idB})
+	h := []byte{byte(len(opt) / 4), 0, 0x65, 0x58, 0, 0x13, 0x89, 0}
+	pkt := append(append(h, opt...), ethFrame(2, 9, "with option")...)
+	ca.WriteBatch([]Message{{Buf: pkt, Addr: cb.LocalAddr()}})
+	sb.waitFor(t, ethFrame(2, 9, "with option"))
+}
+
+// TestPacketPathAllocs: steady-state receive (check, deliver) and send
+// (encapsulate, write) allocate nothing.
+func TestPacketPathAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	e, err := NewEndpoint(context.Background(), Config{Mode: Auto, VNI: 42, Local: netip.AddrPortFrom(idA, 0),
+		Path: Target{Addr: netip.MustParseAddr("64:ff9b::cb00:715a"), Port: 6081}, Remote: netip.PrefixFrom(idB, 128),
+		Logger: testLogger(t), Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[2001:db8:a::1]:6081"), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	frame := ethFrame(2, 1, string(make([]byte, 1400)))
+	in := append(e.header(idA, false), frame...)
+	copy(in[12:28], idB.AsSlice()) // the peer's packet: {src B, dst A}
+	copy(in[28:44], idA.AsSlice())
+	from := netip.MustParseAddrPort("[64:ff9b::cb00:715a]:6081")
+	rx := &rxState{deliver: make([][]byte, 0, 8), out: newSendBatch(8)}
+	msg := Message{Buf: in, N: len(in), Addr: from}
+	e.receive(&msg, e.clock(), rx) // first packet: learns the path
+	rx.deliver = rx.deliver[:0]
+	if n := testing.AllocsPerRun(1000, func() {
+		e.receive(&msg, e.clock(), rx)
+		rx.deliver = rx.deliver[:0]
+	}); n != 0 || e.Stats().TotalDrops() != 0 {
+		t.Fatalf("receive: %v allocs/op, %d drops", n, e.Stats().TotalDrops())
+	}
+	frames := [][]byte{frame, frame, frame, frame}
+	e.SendFrames(frames) // warm the pool and grow its buffers
+	if n := testing.AllocsPerRun(1000, func() { e.SendFrames(frames) }); n != 0 {
+		t.Fatalf("send: %v allocs/op", n)
+	}
+}
