@@ -24,9 +24,9 @@ var (
 // and a client site C whose plain NAT64 sits behind a carrier's NAT44.
 type world struct {
 	internet, siteA, siteB, siteC, carrier *netsim.Segment
-	natA, natB, natC, cgn                   *netsim.NAT
-	a, b, c                                 *netsim.Host
-	dns                                     *netsim.Resolver
+	natA, natB, natC, cgn                  *netsim.NAT
+	a, b, c                                *netsim.Host
+	dns                                    *netsim.Resolver
 }
 
 // newWorld builds the topology. Site A's and B's NAT64s have the extension
