@@ -1,0 +1,158 @@
+package stack
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Payload is what the link carries.
+type Payload uint8
+
+const (
+	// Ethernet frames, with ARP and NDP: GENEVE protocol 0x6558.
+	Ethernet Payload = iota
+	// IP packets, IPv4 and IPv6, with no link header: GENEVE 0x0800/0x86DD.
+	IP
+)
+
+// Route is an inner route: Dst via Via, or on-link when Via is not valid.
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr
+}
+
+// ParseRoute parses "CIDR" or "CIDR@NEXTHOP".
+func ParseRoute(s string) (Route, error) {
+	dst, via, found := strings.Cut(s, "@")
+	p, err := netip.ParsePrefix(dst)
+	if err != nil {
+		return Route{}, fmt.Errorf("route %q: %q is not a CIDR prefix", s, dst)
+	}
+	r := Route{Dst: p.Masked()}
+	if found {
+		if r.Via, err = netip.ParseAddr(via); err != nil {
+			return Route{}, fmt.Errorf("route %q: next hop %q is not an IP address", s, via)
+		}
+		if r.Via.Is4() != p.Addr().Is4() {
+			return Route{}, fmt.Errorf("route %q: next hop %s is not of the prefix's family", s, r.Via)
+		}
+	}
+	return r, nil
+}
+
+// Config describes the inner network of one endpoint.
+type Config struct {
+	// Payload is Ethernet (default) or IP.
+	Payload Payload
+	// MAC is the stack's link address for Ethernet; see MACFromIdentity.
+	MAC net.HardwareAddr
+	// Addrs are the inner addresses with their prefixes, e.g. 10.42.0.2/24.
+	Addrs []netip.Prefix
+	// Routes beyond the on-link prefixes of Addrs.
+	Routes []Route
+	// MTU is the inner IP MTU (see InnerMTU).
+	MTU int
+	// DNS servers inside the tunnel; none means the host's resolver.
+	DNS []netip.Addr
+	// SLAAC configures IPv6 addresses and routes from router advertisements,
+	// for when the far end is a real site router.
+	SLAAC bool
+	// Egress serves flows from peers to any address from this host.
+	Egress bool
+	// EgressDial dials the host side of egress flows ("tcp" or "udp"); a
+	// net.Dialer with a 10 s timeout by default.
+	EgressDial func(ctx context.Context, network, address string) (net.Conn, error)
+	// MaxInFlightTCP bounds egress TCP handshakes in progress (default 512).
+	MaxInFlightTCP int
+	// MaxUDPFlows bounds egress UDP flows (default 4096).
+	MaxUDPFlows int
+	// UDPIdle ends an egress UDP flow idle that long (default 60 s).
+	UDPIdle time.Duration
+	// Logger receives the stack's log; slog.Default() by default.
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.MTU == 0 {
+		c.MTU = 1280
+	}
+	if c.MTU < 576 || c.MTU > 65535-14 {
+		return fmt.Errorf("stack: MTU %d out of range 576..65521", c.MTU)
+	}
+	for _, a := range c.Addrs {
+		if a.Addr().Is6() && c.MTU < 1280 {
+			return fmt.Errorf("stack: MTU %d is below IPv6's minimum of 1280 (address %s)", c.MTU, a)
+		}
+	}
+	if c.Payload == Ethernet && len(c.MAC) != 6 {
+		return fmt.Errorf("stack: Ethernet payload needs a 6-byte MAC, have %q", c.MAC)
+	}
+	if c.MaxInFlightTCP <= 0 {
+		c.MaxInFlightTCP = 512
+	}
+	if c.MaxUDPFlows <= 0 {
+		c.MaxUDPFlows = 4096
+	}
+	if c.UDPIdle <= 0 {
+		c.UDPIdle = 60 * time.Second
+	}
+	if c.EgressDial == nil {
+		c.EgressDial = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// MACFromIdentity derives a stable, locally administered unicast MAC from
+// an endpoint's identity and its first inner address, so restarts keep the
+// MAC (and peers' ARP caches stay right) while two ends of one tunnel,
+// even with the same identity on loopback, differ.
+func MACFromIdentity(identity netip.Addr, addrs []netip.Prefix) net.HardwareAddr {
+	h := sha256.New()
+	h.Write([]byte("geneve64 mac\x00"))
+	h.Write(identity.AsSlice())
+	if len(addrs) > 0 {
+		h.Write(addrs[0].Addr().AsSlice())
+	}
+	sum := h.Sum(nil)
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&^0x01 | 0x02 // unicast, locally administered
+	return mac
+}
+
+// Header sizes for InnerMTU.
+const (
+	ipv4HeaderLen     = 20
+	ipv6HeaderLen     = 40
+	udpHeaderLen      = 8
+	ethernetHeaderLen = 14
+)
+
+// InnerMTU is the largest inner IP packet that fits an outer path MTU:
+// outer IP and UDP headers, the tunnel's own overhead (GENEVE header and
+// options) and, for Ethernet payloads, the inner Ethernet header come off.
+// When IPv6 runs inside and the result is below 1280, it returns 1280 and
+// the outer path must fragment.
+func InnerMTU(pathMTU int, outerIPv6 bool, tunnelOverhead int, payload Payload, innerIPv6 bool) int {
+	mtu := pathMTU - udpHeaderLen - tunnelOverhead
+	if outerIPv6 {
+		mtu -= ipv6HeaderLen
+	} else {
+		mtu -= ipv4HeaderLen
+	}
+	if payload == Ethernet {
+		mtu -= ethernetHeaderLen
+	}
+	if innerIPv6 && mtu < 1280 {
+		return 1280
+	}
+	return mtu
+}

@@ -1,0 +1,150 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+)
+
+// resolver looks names up through the DNS servers inside the tunnel, or
+// with the host's resolver when none is configured.
+type resolver struct {
+	r    *net.Resolver
+	next atomic.Uint32
+}
+
+func newResolver(st *Stack) *resolver {
+	if len(st.cfg.DNS) == 0 {
+		st.log.Info("no DNS server inside the tunnel configured: names resolve with the host's resolver")
+		return &resolver{r: net.DefaultResolver}
+	}
+	res := &resolver{}
+	res.r = &net.Resolver{
+		PreferGo: true,
+		// The Go resolver asks the servers of the host's configuration;
+		// every query goes instead, in turn, to a server in the tunnel.
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			srv := st.cfg.DNS[int(res.next.Add(1))%len(st.cfg.DNS)]
+			return st.dialAddr(ctx, network, netip.AddrPortFrom(srv, 53))
+		},
+	}
+	return res
+}
+
+// LookupNetIP resolves host through the tunnel's DNS; network is "ip",
+// "ip4" or "ip6".
+func (st *Stack) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	return st.dns.r.LookupNetIP(ctx, network, host)
+}
+
+// DialContext connects to address ("host:port") inside the tunnel over
+// network "tcp", "tcp4", "tcp6", "udp", "udp4" or "udp6", like
+// net.Dialer.DialContext. Names are resolved through the tunnel's DNS.
+func (st *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("port %q: %w", portStr, err)}
+	}
+	family := "ip"
+	switch network {
+	case "tcp4", "udp4":
+		family = "ip4"
+	case "tcp6", "udp6":
+		family = "ip6"
+	case "tcp", "udp":
+	default:
+		return nil, &net.OpError{Op: "dial", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a.Unmap()}
+	} else if addrs, err = st.LookupNetIP(ctx, family, host); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+	}
+	var first error
+	for _, a := range addrs {
+		c, err := st.dialAddr(ctx, network, netip.AddrPortFrom(a, uint16(port)))
+		if err == nil {
+			return c, nil
+		}
+		if first == nil {
+			first = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+func (st *Stack) dialAddr(ctx context.Context, network string, ap netip.AddrPort) (net.Conn, error) {
+	full := tcpip.FullAddress{NIC: nicID, Addr: tcpipAddr(ap.Addr()), Port: ap.Port()}
+	proto := protocolOf(ap.Addr())
+	switch network[:3] {
+	case "tcp":
+		return gonet.DialContextTCP(ctx, st.s, full, proto)
+	case "udp":
+		return gonet.DialUDP(st.s, nil, &full, proto)
+	}
+	return nil, net.UnknownNetworkError(network)
+}
+
+// Listen listens for TCP connections inside the tunnel on address
+// ("addr:port", or ":port" for every inner address).
+func (st *Stack) Listen(network, address string) (net.Listener, error) {
+	full, proto, err := st.localAddr(network, address, "tcp")
+	if err != nil {
+		return nil, err
+	}
+	return gonet.ListenTCP(st.s, full, proto)
+}
+
+// ListenPacket opens a UDP socket inside the tunnel on address.
+func (st *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
+	full, proto, err := st.localAddr(network, address, "udp")
+	if err != nil {
+		return nil, err
+	}
+	return gonet.DialUDP(st.s, &full, nil, proto)
+}
+
+func (st *Stack) localAddr(network, address, want string) (tcpip.FullAddress, tcpip.NetworkProtocolNumber, error) {
+	if len(network) < 3 || network[:3] != want {
+		return tcpip.FullAddress{}, 0, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return tcpip.FullAddress{}, 0, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return tcpip.FullAddress{}, 0, &net.OpError{Op: "listen", Net: network, Err: fmt.Errorf("port %q: %w", portStr, err)}
+	}
+	full := tcpip.FullAddress{NIC: nicID, Port: uint16(port)}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		// An IPv6 wildcard endpoint in gVisor is dual-stack: IPv4 too.
+		if network[len(network)-1] == '4' {
+			return full, protocolOf(netip.IPv4Unspecified()), nil
+		}
+		return full, ipv6.ProtocolNumber, nil
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return tcpip.FullAddress{}, 0, &net.OpError{Op: "listen", Net: network, Err: errors.New("address must be an IP literal")}
+	}
+	a = a.Unmap()
+	full.Addr = tcpipAddr(a)
+	return full, protocolOf(a), nil
+}

@@ -1,0 +1,145 @@
+package stack
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+
+	"geneve64/internal/relay"
+)
+
+// egress terminates flows that peers send to any address and re-originates
+// them from the host: what lets an unprivileged far end give a laptop access
+// to its site.
+type egress struct {
+	st       *Stack
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	tcpFlows atomic.Int64
+	udpFlows atomic.Int64
+	dns      []closer
+}
+
+type closer interface{ Close() error }
+
+func (st *Stack) startEgress() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &egress{st: st, ctx: ctx, cancel: cancel}
+	st.egr = e
+	// Accept packets for any address, and answer from it.
+	if err := st.s.SetPromiscuousMode(nicID, true); err != nil {
+		return tcpErr("promiscuous mode", err)
+	}
+	if err := st.s.SetSpoofing(nicID, true); err != nil {
+		return tcpErr("spoofing", err)
+	}
+	// Replies to any source need a route back: on-link for every address.
+	st.s.AddRoute(tcpip.Route{Destination: subnet(netip.MustParsePrefix("0.0.0.0/0")), NIC: nicID})
+	st.s.AddRoute(tcpip.Route{Destination: subnet(netip.MustParsePrefix("::/0")), NIC: nicID})
+
+	// The forwarder completes a handshake only after the host-side dial
+	// succeeded, and bounds the handshakes in flight.
+	fwd := tcp.NewForwarder(st.s, 0, st.cfg.MaxInFlightTCP, e.forwardTCP)
+	st.s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
+	ufwd := udp.NewForwarder(st.s, e.forwardUDP)
+	st.s.SetTransportProtocolHandler(udp.ProtocolNumber, ufwd.HandlePacket)
+	if err := e.serveDNS(); err != nil {
+		return err
+	}
+	st.log.Info("egress enabled: flows from peers leave from this host", "dns", "port 53 on inner addresses")
+	return nil
+}
+
+func (e *egress) close() {
+	e.cancel()
+	for _, c := range e.dns {
+		c.Close()
+	}
+}
+
+// target is where a flow to dst goes on the host: the same port on the
+// loopback address for the endpoint's own inner addresses, else dst itself.
+func (e *egress) target(dst netip.AddrPort) netip.AddrPort {
+	for _, a := range e.st.cfg.Addrs {
+		if a.Addr() == dst.Addr() {
+			if dst.Addr().Is4() {
+				return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), dst.Port())
+			}
+			return netip.AddrPortFrom(netip.IPv6Loopback(), dst.Port())
+		}
+	}
+	return dst
+}
+
+func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
+	id := r.ID()
+	dst := e.target(netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort))
+	host, err := e.st.cfg.EgressDial(e.ctx, "tcp", dst.String())
+	if err != nil {
+		e.st.log.Debug("egress TCP dial failed", "to", dst, "err", err)
+		r.Complete(true) // a reset, as the target itself would have sent
+		return
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		host.Close()
+		r.Complete(true)
+		return
+	}
+	r.Complete(false)
+	ep.SocketOptions().SetKeepAlive(true)
+	inner := gonet.NewTCPConn(&wq, ep)
+	e.tcpFlows.Add(1)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer e.tcpFlows.Add(-1)
+		relay.Stream(inner, host)
+	}()
+}
+
+func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
+	if e.udpFlows.Load() >= int64(e.st.cfg.MaxUDPFlows) {
+		return false // dropped: the table is full
+	}
+	id := r.ID()
+	dst := e.target(netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort))
+	host, err := e.st.cfg.EgressDial(e.ctx, "udp", dst.String())
+	if err != nil {
+		e.st.log.Debug("egress UDP dial failed", "to", dst, "err", err)
+		return false
+	}
+	var wq waiter.Queue
+	ep, terr := r.CreateEndpoint(&wq)
+	if terr != nil {
+		host.Close()
+		return false
+	}
+	inner := gonet.NewUDPConn(&wq, ep)
+	e.udpFlows.Add(1)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer e.udpFlows.Add(-1)
+		relay.Datagrams(inner, host, e.st.cfg.UDPIdle)
+	}()
+	return true
+}
+
+func tcpErr(what string, err tcpip.Error) error {
+	return &net.OpError{Op: "egress", Err: errString(what + ": " + err.String())}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

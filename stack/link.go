@@ -1,0 +1,241 @@
+package stack
+
+import (
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// Link is the tunnel side of the stack: where outgoing frames go. The
+// tunnel endpoint implements it; so can a test.
+type Link interface {
+	// SendFrames sends a batch of frames (Ethernet or IP, per the
+	// stack's Payload). The frames may be reused once it returns.
+	SendFrames(frames [][]byte) (int, error)
+}
+
+// linkEndpoint is the gVisor link endpoint between the stack and a Link.
+// Outgoing packets are flattened into pooled buffers and handed over as one
+// batch per WritePackets call; incoming frames are delivered synchronously
+// on the tunnel's receive goroutine, with no channel or goroutine per packet.
+type linkEndpoint struct {
+	link     Link
+	ethernet bool
+	mac      tcpip.LinkAddress
+
+	mu         sync.RWMutex
+	mtu        uint32
+	dispatcher gvstack.NetworkDispatcher
+	onClose    func()
+
+	batches sync.Pool // *frameBatch
+
+	// Stats, updated atomically by the caller's goroutines.
+	rxOther Counter // Ethernet frames for another MAC: not ours to take
+	rxBad   Counter // frames too short or of an unknown type
+}
+
+type frameBatch struct {
+	frames [][]byte
+	bufs   [][]byte
+}
+
+func newLinkEndpoint(link Link, mtu uint32, ethernet bool, mac tcpip.LinkAddress) *linkEndpoint {
+	e := &linkEndpoint{link: link, mtu: mtu, ethernet: ethernet, mac: mac}
+	e.batches.New = func() any { return &frameBatch{} }
+	return e
+}
+
+// MTU implements stack.LinkEndpoint: the largest IP packet.
+func (e *linkEndpoint) MTU() uint32 {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.mtu
+}
+
+// SetMTU implements stack.LinkEndpoint.
+func (e *linkEndpoint) SetMTU(mtu uint32) {
+	e.mu.Lock()
+	e.mtu = mtu
+	e.mu.Unlock()
+}
+
+// MaxHeaderLength implements stack.LinkEndpoint.
+func (e *linkEndpoint) MaxHeaderLength() uint16 {
+	if e.ethernet {
+		return header.EthernetMinimumSize
+	}
+	return 0
+}
+
+// LinkAddress implements stack.LinkEndpoint.
+func (e *linkEndpoint) LinkAddress() tcpip.LinkAddress { return e.mac }
+
+// SetLinkAddress implements stack.LinkEndpoint; the MAC is fixed.
+func (e *linkEndpoint) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.LinkEndpoint.
+func (e *linkEndpoint) Capabilities() gvstack.LinkEndpointCapabilities {
+	if e.ethernet {
+		return gvstack.CapabilityResolutionRequired
+	}
+	return 0
+}
+
+// Attach implements stack.LinkEndpoint.
+func (e *linkEndpoint) Attach(d gvstack.NetworkDispatcher) {
+	e.mu.Lock()
+	e.dispatcher = d
+	e.mu.Unlock()
+}
+
+// IsAttached implements stack.LinkEndpoint.
+func (e *linkEndpoint) IsAttached() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.dispatcher != nil
+}
+
+// Wait implements stack.LinkEndpoint: there are no goroutines to wait for.
+func (e *linkEndpoint) Wait() {}
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (e *linkEndpoint) ARPHardwareType() header.ARPHardwareType {
+	if e.ethernet {
+		return header.ARPHardwareEther
+	}
+	return header.ARPHardwareNone
+}
+
+// AddHeader implements stack.LinkEndpoint.
+func (e *linkEndpoint) AddHeader(pkt *gvstack.PacketBuffer) {
+	if !e.ethernet {
+		return
+	}
+	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
+	src := pkt.EgressRoute.LocalLinkAddress
+	if src == "" {
+		src = e.mac
+	}
+	eth.Encode(&header.EthernetFields{SrcAddr: src, DstAddr: pkt.EgressRoute.RemoteLinkAddress, Type: pkt.NetworkProtocolNumber})
+}
+
+// ParseHeader implements stack.LinkEndpoint.
+func (e *linkEndpoint) ParseHeader(pkt *gvstack.PacketBuffer) bool {
+	if !e.ethernet {
+		return true
+	}
+	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	return ok
+}
+
+// Close implements stack.LinkEndpoint.
+func (e *linkEndpoint) Close() {
+	e.mu.Lock()
+	f := e.onClose
+	e.onClose = nil
+	e.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (e *linkEndpoint) SetOnCloseAction(f func()) {
+	e.mu.Lock()
+	e.onClose = f
+	e.mu.Unlock()
+}
+
+// WritePackets implements stack.LinkEndpoint: the whole list becomes one
+// batch for the tunnel. The stack keeps its references to the packets.
+func (e *linkEndpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
+	b := e.batches.Get().(*frameBatch)
+	for i, pkt := range pkts.AsSlice() {
+		if i == len(b.bufs) {
+			b.bufs = append(b.bufs, nil)
+		}
+		buf := b.bufs[i][:0]
+		for _, v := range pkt.AsSlices() {
+			buf = append(buf, v...)
+		}
+		b.bufs[i] = buf
+		b.frames = append(b.frames, buf)
+	}
+	n := len(b.frames)
+	_, err := e.link.SendFrames(b.frames)
+	clear(b.frames)
+	b.frames = b.frames[:0]
+	e.batches.Put(b)
+	if err != nil {
+		return 0, &tcpip.ErrClosedForSend{}
+	}
+	return n, nil
+}
+
+// DeliverFrames hands frames from the tunnel to the stack. It is the
+// tunnel's InnerLink: it runs on the tunnel's receive goroutine, and the
+// frames are copied before it returns.
+func (e *linkEndpoint) DeliverFrames(frames [][]byte) {
+	e.mu.RLock()
+	d := e.dispatcher
+	e.mu.RUnlock()
+	if d == nil {
+		return
+	}
+	for _, f := range frames {
+		e.deliver(d, f)
+	}
+}
+
+func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte) {
+	var proto tcpip.NetworkProtocolNumber
+	pktType := tcpip.PacketHost
+	if e.ethernet {
+		if len(f) < header.EthernetMinimumSize {
+			e.rxBad.Add(1)
+			return
+		}
+		eth := header.Ethernet(f)
+		dst := eth.DestinationAddress()
+		switch {
+		case dst == header.EthernetBroadcastAddress:
+			pktType = tcpip.PacketBroadcast
+		case header.IsMulticastEthernetAddress(dst):
+			pktType = tcpip.PacketMulticast
+		case dst != e.mac:
+			// A server floods unknown unicast to every peer; frames for
+			// another MAC are not ours, even though egress makes the stack
+			// accept packets for any IP address.
+			e.rxOther.Add(1)
+			return
+		}
+		proto = eth.Type()
+	} else {
+		if len(f) == 0 {
+			e.rxBad.Add(1)
+			return
+		}
+		switch header.IPVersion(f) {
+		case header.IPv4Version:
+			proto = header.IPv4ProtocolNumber
+		case header.IPv6Version:
+			proto = header.IPv6ProtocolNumber
+		default:
+			e.rxBad.Add(1)
+			return
+		}
+	}
+	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(f)})
+	pkt.PktType = pktType
+	if !e.ParseHeader(pkt) {
+		pkt.DecRef()
+		e.rxBad.Add(1)
+		return
+	}
+	d.DeliverNetworkPacket(proto, pkt)
+	pkt.DecRef()
+}

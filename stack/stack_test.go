@@ -1,0 +1,329 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pipeLink joins two stacks: frames sent on one are delivered to the other
+// by a goroutine, as a tunnel's receive loop would.
+type pipeLink struct {
+	ch   chan []byte
+	peer *Stack
+}
+
+func (l *pipeLink) SendFrames(frames [][]byte) (int, error) {
+	for _, f := range frames {
+		select {
+		case l.ch <- bytes.Clone(f):
+		default: // a full queue drops, as a link does
+		}
+	}
+	return len(frames), nil
+}
+
+func (l *pipeLink) run() {
+	for f := range l.ch {
+		l.peer.DeliverFrames([][]byte{f})
+	}
+}
+
+func logger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// pair builds two stacks, a (client side) and b (far end), joined back to back.
+func pair(t *testing.T, payload Payload, ca, cb Config) (*Stack, *Stack) {
+	t.Helper()
+	la, lb := &pipeLink{ch: make(chan []byte, 4096)}, &pipeLink{ch: make(chan []byte, 4096)}
+	for _, c := range []*Config{&ca, &cb} {
+		c.Payload = payload
+		c.MTU = 1400
+		c.Logger = logger(t)
+	}
+	ca.MAC = MACFromIdentity(netip.MustParseAddr("2001:db8::a"), ca.Addrs)
+	cb.MAC = MACFromIdentity(netip.MustParseAddr("2001:db8::b"), cb.Addrs)
+	a, err := New(la, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(lb, cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	la.peer, lb.peer = b, a
+	go la.run()
+	go lb.run()
+	t.Cleanup(func() { a.Close(); b.Close(); close(la.ch); close(lb.ch) })
+	return a, b
+}
+
+var (
+	addrA = []netip.Prefix{netip.MustParsePrefix("10.42.0.2/24"), netip.MustParsePrefix("fd42::2/64")}
+	addrB = []netip.Prefix{netip.MustParsePrefix("10.42.0.1/24"), netip.MustParsePrefix("fd42::1/64")}
+)
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// tcpRoundTrip: a listener on one stack, a dial from the other, data each
+// way and a half-close.
+func tcpRoundTrip(t *testing.T, from, to *Stack, addr string) {
+	t.Helper()
+	ln, err := to.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c) // until the client's half-close
+		c.Write(append([]byte("echo:"), b...))
+	}()
+	c, err := from.DialContext(ctx(t), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("hello " + addr))
+	c.(interface{ CloseWrite() error }).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "echo:hello "+addr {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+func TestTCPAndPing(t *testing.T) {
+	for _, payload := range []Payload{Ethernet, IP} {
+		name := map[Payload]string{Ethernet: "ethernet", IP: "ip"}[payload]
+		t.Run(name, func(t *testing.T) {
+			a, b := pair(t, payload, Config{Addrs: addrA}, Config{Addrs: addrB})
+			tcpRoundTrip(t, a, b, "10.42.0.1:8080")
+			tcpRoundTrip(t, b, a, "[fd42::2]:8080")
+			for _, dst := range []string{"10.42.0.1", "fd42::1"} {
+				rtt, err := a.Ping(ctx(t), netip.MustParseAddr(dst))
+				if err != nil || rtt <= 0 {
+					t.Fatalf("ping %s: %v %v", dst, rtt, err)
+				}
+			}
+		})
+	}
+}
+
+func TestUDP(t *testing.T) {
+	a, b := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB})
+	pc, err := b.ListenPacket("udp", ":5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 2000)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(bytes.ToUpper(buf[:n]), from)
+		}
+	}()
+	for _, addr := range []string{"10.42.0.1:5353", "[fd42::1]:5353"} {
+		c, err := a.DialContext(ctx(t), "udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte("shout"))
+		buf := make([]byte, 100)
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != "SHOUT" {
+			t.Fatalf("%s: %q %v", addr, buf[:n], err)
+		}
+		c.Close()
+	}
+}
+
+// hostEcho runs a TCP server on the host's loopback that answers with the
+// SHA-256 of what it read.
+func hostEcho(t *testing.T, network, addr string) net.Listener {
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				h := sha256.New()
+				io.Copy(h, c)
+				c.Write(h.Sum(nil))
+			}()
+		}
+	}()
+	return ln
+}
+
+func TestEgress(t *testing.T) {
+	// Egress dials as the host would; targets outside this machine are
+	// mapped to a loopback listener, after checking they are dialed as asked.
+	var dialed sync.Map
+	remote := hostEcho(t, "tcp4", "127.0.0.1:0")
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		dialed.Store(network+" "+address, true)
+		if address == "192.0.2.80:80" {
+			address = remote.Addr().String()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+	a, _ := pair(t, Ethernet,
+		Config{Addrs: addrA, Routes: []Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("10.42.0.1")}},
+			DNS: []netip.Addr{netip.MustParseAddr("10.42.0.1")}},
+		Config{Addrs: addrB, Egress: true, EgressDial: dial})
+	ln := hostEcho(t, "tcp4", "127.0.0.1:0")
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	send := func(addr string, data []byte) []byte {
+		c, err := a.DialContext(ctx(t), "tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		defer c.Close()
+		go func() { c.Write(data); c.(interface{ CloseWrite() error }).CloseWrite() }()
+		got, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	data := bytes.Repeat([]byte("egress "), 300000) // 2.1 MB
+	want := sha256.Sum256(data)
+	// The far end's own inner address leads to its host's loopback.
+	if got := send(net.JoinHostPort("10.42.0.1", itoa(port)), data); !bytes.Equal(got, want[:]) {
+		t.Fatalf("via inner address: %x", got)
+	}
+	// Any other address is dialed from the far host as it is.
+	if got := send("192.0.2.80:80", data); !bytes.Equal(got, want[:]) {
+		t.Fatalf("via route: %x", got)
+	}
+	if _, ok := dialed.Load("tcp 192.0.2.80:80"); !ok {
+		t.Fatal("the far end did not dial the address asked for")
+	}
+	// A target that refuses: the handshake is answered with a reset.
+	dead, _ := net.Listen("tcp4", "127.0.0.1:0")
+	deadPort := dead.Addr().(*net.TCPAddr).Port
+	dead.Close()
+	if _, err := a.DialContext(ctx(t), "tcp", net.JoinHostPort("10.42.0.1", itoa(deadPort))); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("dial to a closed port: %v", err)
+	}
+
+	// UDP: an echo server on the far host, reached through the far end.
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 2000)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(bytes.ToUpper(buf[:n]), from)
+		}
+	}()
+	uc, err := a.DialContext(ctx(t), "udp", net.JoinHostPort("10.42.0.1", itoa(pc.LocalAddr().(*net.UDPAddr).Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc.SetDeadline(time.Now().Add(5 * time.Second))
+	uc.Write([]byte("udp egress"))
+	buf := make([]byte, 64)
+	n, err := uc.Read(buf)
+	if err != nil || string(buf[:n]) != "UDP EGRESS" {
+		t.Fatalf("udp: %q %v", buf[:n], err)
+	}
+
+	// DNS: the far end answers from its host's resolver ("localhost" is in
+	// every hosts file), reached as the client's --dns.
+	addrs, err := a.LookupNetIP(ctx(t), "ip4", "localhost")
+	if err != nil || len(addrs) == 0 || !addrs[0].IsLoopback() {
+		t.Fatalf("lookup through the tunnel: %v %v", addrs, err)
+	}
+	if _, err := a.LookupNetIP(ctx(t), "ip4", "no-such-name.invalid"); err == nil || !strings.Contains(err.Error(), "no such host") {
+		t.Fatalf("NXDOMAIN through the tunnel: %v", err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestMACFilter: Ethernet frames for another MAC are not taken, even with
+// egress accepting any IP address.
+func TestMACFilter(t *testing.T) {
+	_, b := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true})
+	f := make([]byte, 60)
+	copy(f, []byte{0x02, 1, 2, 3, 4, 5})
+	f[12], f[13] = 0x08, 0x00
+	b.DeliverFrames([][]byte{f, f[:10]})
+	if s := b.Stats(); s.FramesForOthers != 1 || s.BadFrames != 1 {
+		t.Fatalf("%+v", s)
+	}
+}
+
+func TestInnerMTU(t *testing.T) {
+	for _, tc := range []struct {
+		path, overhead int
+		v6out          bool
+		payload        Payload
+		v6in           bool
+		want           int
+	}{
+		{1500, 44, true, Ethernet, false, 1500 - 40 - 8 - 44 - 14}, // 1394
+		{1500, 44, false, IP, false, 1500 - 20 - 8 - 44},
+		{1280, 44, true, Ethernet, true, 1280}, // clamped for IPv6
+		{1280, 44, true, Ethernet, false, 1280 - 40 - 8 - 44 - 14},
+	} {
+		if got := InnerMTU(tc.path, tc.v6out, tc.overhead, tc.payload, tc.v6in); got != tc.want {
+			t.Errorf("%+v: %d", tc, got)
+		}
+	}
+}
+
+func TestParseRoute(t *testing.T) {
+	r, err := ParseRoute("0.0.0.0/0@10.42.0.1")
+	if err != nil || r.Dst.String() != "0.0.0.0/0" || r.Via.String() != "10.42.0.1" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	for _, bad := range []string{"10.0.0.0/33", "10.0.0.0/8@fd00::1", "nonsense", "10.0.0.0/8@x"} {
+		if _, err := ParseRoute(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
