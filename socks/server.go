@@ -1,0 +1,224 @@
+package socks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	socks5 "github.com/things-go/go-socks5"
+	"github.com/things-go/go-socks5/statute"
+
+	"geneve64/internal/relay"
+)
+
+// Config configures a SOCKS5 server.
+type Config struct {
+	// Addr to listen on, e.g. "127.0.0.1:1080"; a bare port binds loopback.
+	Addr string
+	// User and Pass, when User is set, require username/password
+	// authentication (RFC 1929).
+	User, Pass string
+	// MaxConns bounds concurrent client connections (default 4096).
+	MaxConns int
+	// UDPIdle ends a UDP ASSOCIATE flow idle that long (default 2 min).
+	UDPIdle time.Duration
+	// Logger receives the server's log; slog.Default() by default.
+	Logger *slog.Logger
+}
+
+// Server is a SOCKS5 proxy into the inner network.
+type Server struct {
+	cfg   Config
+	nw    Network
+	ln    net.Listener
+	srv   *socks5.Server
+	log   *slog.Logger
+	conns connSet
+	done  chan struct{}
+}
+
+// Listen starts a SOCKS5 server on cfg.Addr whose CONNECT and UDP
+// ASSOCIATE reach targets through nw; domain names are resolved inside the
+// tunnel. Addresses other than loopback without a username log a warning:
+// anyone who reaches the port may use the tunnel.
+func Listen(nw Network, cfg Config) (*Server, error) {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 4096
+	}
+	if cfg.UDPIdle <= 0 {
+		cfg.UDPIdle = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	addr, err := LoopbackDefault(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("socks: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("socks: %w", err)
+	}
+	s := &Server{cfg: cfg, nw: nw, ln: ln, log: cfg.Logger.With("socks", ln.Addr().String()), done: make(chan struct{})}
+	if !isLoopback(ln.Addr()) && cfg.User == "" {
+		s.log.Warn("SOCKS5 listens beyond loopback without --socks-user: anyone who reaches it can use the tunnel")
+	}
+	opts := []socks5.Option{
+		socks5.WithResolver(tunnelResolver{nw}),
+		socks5.WithConnectHandle(s.connect),
+		socks5.WithAssociateHandle(s.associate),
+		socks5.WithLogger(debugLogger{s.log}),
+	}
+	if cfg.User != "" {
+		opts = append(opts, socks5.WithCredential(socks5.StaticCredentials{cfg.User: cfg.Pass}))
+	}
+	s.srv = socks5.NewServer(opts...)
+	go s.serve()
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Active is the number of client connections open now.
+func (s *Server) Active() int64 { return s.conns.active.Load() }
+
+// Total is the number of client connections accepted so far.
+func (s *Server) Total() uint64 { return s.conns.total.Load() }
+
+// Close stops accepting, closes every client connection and waits for them.
+func (s *Server) Close() error {
+	err := s.ln.Close()
+	<-s.done
+	s.conns.closeAll()
+	return err
+}
+
+func (s *Server) serve() {
+	defer close(s.done)
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("SOCKS accept failed", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if s.conns.active.Load() >= int64(s.cfg.MaxConns) {
+			s.log.Debug("SOCKS connection refused: limit reached", "limit", s.cfg.MaxConns)
+			c.Close()
+			continue
+		}
+		if !s.conns.add(c) {
+			return
+		}
+		go func() {
+			defer s.conns.done(c)
+			if err := s.srv.ServeConn(c); err != nil {
+				s.log.Debug("SOCKS connection ended", "client", c.RemoteAddr(), "err", err)
+			}
+		}()
+	}
+}
+
+// connect handles CONNECT: dial through the tunnel, then relay with half-close.
+func (s *Server) connect(ctx context.Context, w io.Writer, req *socks5.Request) error {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	target, err := s.nw.DialContext(dctx, "tcp", req.DestAddr.String())
+	cancel()
+	if err != nil {
+		rep := statute.RepHostUnreachable
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "refused"):
+			rep = statute.RepConnectionRefused
+		case strings.Contains(msg, "no route") || strings.Contains(msg, "unreachable"):
+			rep = statute.RepNetworkUnreachable
+		}
+		socks5.SendReply(w, rep, nil)
+		return fmt.Errorf("connect to %s: %w", req.DestAddr, err)
+	}
+	if err := socks5.SendReply(w, statute.RepSuccess, target.LocalAddr()); err != nil {
+		target.Close()
+		return err
+	}
+	client, ok := w.(net.Conn)
+	if !ok {
+		target.Close()
+		return errors.New("socks: client is not a connection")
+	}
+	relay.Stream(&bufferedConn{Conn: client, r: req.Reader}, target)
+	return nil
+}
+
+// bufferedConn reads through the bufio.Reader the SOCKS handshake used, so
+// bytes the client sent early are not lost, and keeps half-close.
+type bufferedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *bufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+
+// tunnelResolver resolves SOCKS domain-name targets inside the tunnel.
+type tunnelResolver struct{ nw Network }
+
+func (r tunnelResolver) Resolve(ctx context.Context, name string) (context.Context, net.IP, error) {
+	addrs, err := r.nw.LookupNetIP(ctx, "ip", name)
+	if err != nil {
+		return ctx, nil, err
+	}
+	if len(addrs) == 0 {
+		return ctx, nil, fmt.Errorf("no address for %s", name)
+	}
+	// Prefer IPv4: inner networks are more often IPv4 than not.
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			return ctx, net.IP(a.Unmap().AsSlice()), nil
+		}
+	}
+	return ctx, net.IP(addrs[0].AsSlice()), nil
+}
+
+// debugLogger sends the library's messages to slog at debug level: they
+// are per-connection events, and normal closes are not errors.
+type debugLogger struct{ l *slog.Logger }
+
+func (d debugLogger) Errorf(format string, args ...any) {
+	d.l.Debug("socks5: " + fmt.Sprintf(format, args...))
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// LoopbackDefault turns a bare port ("1080" or ":1080") into a loopback
+// address: front-ends listen on loopback unless told otherwise.
+func LoopbackDefault(addr string) (string, error) {
+	if !strings.Contains(addr, ":") {
+		addr = ":" + addr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("address %q: %w", addr, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
