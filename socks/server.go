@@ -173,7 +173,6 @@ func (c *bufferedConn) CloseWrite() error {
 	return c.Conn.Close()
 }
 
-
 // tunnelResolver resolves SOCKS domain-name targets inside the tunnel.
 type tunnelResolver struct{ nw Network }
 
