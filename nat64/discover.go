@@ -2,18 +2,15 @@ package nat64
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
-	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"geneve64/internal/dnsclient"
 )
 
 // The RFC 7050 well-known name and the two well-known IPv4 addresses a DNS64
@@ -47,7 +44,11 @@ func DiscoverPrefixes(ctx context.Context, server string) ([]netip.Prefix, error
 			return nil, fmt.Errorf("%w: system resolver: %v", ErrNoNAT64, err)
 		}
 	} else {
-		addrs, err = queryAAAA(ctx, server, ipv4onlyName)
+		addrs, err = dnsclient.Lookup(ctx, dnsclient.Server(server), ipv4onlyName, dnsmessage.TypeAAAA)
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return nil, fmt.Errorf("%w: %s does not exist (NXDOMAIN)", ErrNoNAT64, ipv4onlyName)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("nat64: discovering prefix: %w", err)
@@ -110,135 +111,4 @@ func PrefixesFromAAAA(addrs []netip.Addr) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
-}
-
-// queryAAAA asks one DNS server for name's AAAA records.
-func queryAAAA(ctx context.Context, server, name string) ([]netip.Addr, error) {
-	if _, _, err := net.SplitHostPort(server); err != nil {
-		server = net.JoinHostPort(server, "53")
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
-	id := uint16(rand.Uint32())
-	q := dnsmessage.Question{Name: dnsmessage.MustNewName(name), Type: dnsmessage.TypeAAAA, Class: dnsmessage.ClassINET}
-	msg := dnsmessage.Message{Header: dnsmessage.Header{ID: id, RecursionDesired: true}, Questions: []dnsmessage.Question{q}}
-	query, err := msg.Pack()
-	if err != nil {
-		return nil, err
-	}
-	var d net.Dialer
-	resp, err := exchangeUDP(ctx, &d, server, query)
-	if err != nil {
-		return nil, err
-	}
-	addrs, truncated, err := parseAAAA(resp, id, q)
-	if err == nil && truncated {
-		if resp, err = exchangeTCP(ctx, &d, server, query); err != nil {
-			return nil, err
-		}
-		addrs, _, err = parseAAAA(resp, id, q)
-	}
-	return addrs, err
-}
-
-func exchangeUDP(ctx context.Context, d *net.Dialer, server string, query []byte) ([]byte, error) {
-	c, err := d.DialContext(ctx, "udp", server)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
-	if _, err := c.Write(query); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 1232)
-	for {
-		// Datagrams with another ID are stale or spoofed: keep waiting.
-		n, err := c.Read(buf)
-		if err != nil {
-			return nil, fmt.Errorf("DNS over UDP to %s: %w", server, err)
-		}
-		if n >= 2 && binary.BigEndian.Uint16(buf) == binary.BigEndian.Uint16(query) {
-			return buf[:n], nil
-		}
-	}
-}
-
-func exchangeTCP(ctx context.Context, d *net.Dialer, server string, query []byte) ([]byte, error) {
-	c, err := d.DialContext(ctx, "tcp", server)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
-	framed := binary.BigEndian.AppendUint16(nil, uint16(len(query)))
-	if _, err := c.Write(append(framed, query...)); err != nil {
-		return nil, err
-	}
-	var n [2]byte
-	if _, err := io.ReadFull(c, n[:]); err != nil {
-		return nil, fmt.Errorf("DNS over TCP to %s: %w", server, err)
-	}
-	resp := make([]byte, binary.BigEndian.Uint16(n[:]))
-	if _, err := io.ReadFull(c, resp); err != nil {
-		return nil, fmt.Errorf("DNS over TCP to %s: %w", server, err)
-	}
-	return resp, nil
-}
-
-// parseAAAA checks that resp answers q and returns its AAAA records.
-func parseAAAA(resp []byte, id uint16, q dnsmessage.Question) (addrs []netip.Addr, truncated bool, err error) {
-	var p dnsmessage.Parser
-	h, err := p.Start(resp)
-	if err != nil {
-		return nil, false, fmt.Errorf("DNS answer: %w", err)
-	}
-	if h.ID != id || !h.Response {
-		return nil, false, fmt.Errorf("DNS answer: ID %d is not a response to query %d", h.ID, id)
-	}
-	if h.Truncated {
-		return nil, true, nil
-	}
-	switch h.RCode {
-	case dnsmessage.RCodeSuccess:
-	case dnsmessage.RCodeNameError:
-		return nil, false, fmt.Errorf("%w: %s does not exist (NXDOMAIN)", ErrNoNAT64, q.Name)
-	default:
-		return nil, false, fmt.Errorf("DNS answer: rcode %s", h.RCode)
-	}
-	got, err := p.Question()
-	if err != nil || got.Type != q.Type || !strings.EqualFold(got.Name.String(), q.Name.String()) {
-		return nil, false, fmt.Errorf("DNS answer: question %v does not match %v", got, q)
-	}
-	if err := p.SkipAllQuestions(); err != nil {
-		return nil, false, fmt.Errorf("DNS answer: %w", err)
-	}
-	for {
-		ah, err := p.AnswerHeader()
-		if errors.Is(err, dnsmessage.ErrSectionDone) {
-			break
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("DNS answer: %w", err)
-		}
-		if ah.Type != dnsmessage.TypeAAAA || ah.Class != dnsmessage.ClassINET {
-			if err := p.SkipAnswer(); err != nil {
-				return nil, false, fmt.Errorf("DNS answer: %w", err)
-			}
-			continue
-		}
-		r, err := p.AAAAResource()
-		if err != nil {
-			return nil, false, fmt.Errorf("DNS answer: %w", err)
-		}
-		addrs = append(addrs, netip.AddrFrom16(r.AAAA))
-	}
-	return addrs, false, nil
 }

@@ -7,42 +7,99 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
+	"golang.org/x/net/dns/dnsmessage"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+
+	"geneve64/internal/dnsclient"
 )
 
-// resolver looks names up through the DNS servers inside the tunnel, or
-// with the host's resolver when none is configured.
+// resolver looks names up through the DNS servers inside the tunnel, in
+// turn until one answers. It never reads the host's hosts file: a name
+// means what the far side's DNS says. With no server configured, names go
+// to the host's resolver instead.
 type resolver struct {
-	r    *net.Resolver
+	st   *Stack
 	next atomic.Uint32
 }
 
 func newResolver(st *Stack) *resolver {
 	if len(st.cfg.DNS) == 0 {
 		st.log.Info("no DNS server inside the tunnel configured: names resolve with the host's resolver")
-		return &resolver{r: net.DefaultResolver}
 	}
-	res := &resolver{}
-	res.r = &net.Resolver{
-		PreferGo: true,
-		// The Go resolver asks the servers of the host's configuration;
-		// every query goes instead, in turn, to a server in the tunnel.
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			srv := st.cfg.DNS[int(res.next.Add(1))%len(st.cfg.DNS)]
-			return st.dialAddr(ctx, network, netip.AddrPortFrom(srv, 53))
-		},
-	}
-	return res
+	return &resolver{st: st}
 }
 
 // LookupNetIP resolves host through the tunnel's DNS; network is "ip",
-// "ip4" or "ip6".
+// "ip4" or "ip6". IPv4 addresses come first.
 func (st *Stack) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
-	return st.dns.r.LookupNetIP(ctx, network, host)
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap()}, nil
+	}
+	if len(st.cfg.DNS) == 0 {
+		return net.DefaultResolver.LookupNetIP(ctx, network, host)
+	}
+	var types []dnsmessage.Type
+	switch network {
+	case "ip":
+		types = []dnsmessage.Type{dnsmessage.TypeA, dnsmessage.TypeAAAA}
+	case "ip4":
+		types = []dnsmessage.Type{dnsmessage.TypeA}
+	case "ip6":
+		types = []dnsmessage.Type{dnsmessage.TypeAAAA}
+	default:
+		return nil, &net.DNSError{Err: "unknown network " + network, Name: host}
+	}
+	results := make([][]netip.Addr, len(types))
+	errs := make([]error, len(types))
+	var wg sync.WaitGroup
+	for i, qt := range types {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = st.dns.lookup(ctx, host, qt)
+		}()
+	}
+	wg.Wait()
+	var out []netip.Addr
+	for _, r := range results {
+		out = append(out, r...)
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+func (r *resolver) lookup(ctx context.Context, host string, qt dnsmessage.Type) ([]netip.Addr, error) {
+	servers := r.st.cfg.DNS
+	start := int(r.next.Add(1))
+	var last error
+	for i := range servers {
+		srv := netip.AddrPortFrom(servers[(start+i)%len(servers)], 53)
+		dial := func(ctx context.Context, network string) (net.Conn, error) {
+			return r.st.dialAddr(ctx, network, srv)
+		}
+		addrs, err := dnsclient.Lookup(ctx, dial, host, qt)
+		var de *net.DNSError
+		if err == nil || (errors.As(err, &de) && de.IsNotFound) {
+			return addrs, err
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, last
 }
 
 // DialContext connects to address ("host:port") inside the tunnel over
@@ -67,10 +124,8 @@ func (st *Stack) DialContext(ctx context.Context, network, address string) (net.
 	default:
 		return nil, &net.OpError{Op: "dial", Net: network, Err: net.UnknownNetworkError(network)}
 	}
-	var addrs []netip.Addr
-	if a, err := netip.ParseAddr(host); err == nil {
-		addrs = []netip.Addr{a.Unmap()}
-	} else if addrs, err = st.LookupNetIP(ctx, family, host); err != nil {
+	addrs, err := st.LookupNetIP(ctx, family, host)
+	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	var first error

@@ -47,7 +47,7 @@ func (e *egress) serveDNSUDP(pc net.PacketConn) {
 		go func() {
 			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 			defer cancel()
-			if resp, err := answerDNS(ctx, query, 1232); err == nil {
+			if resp, err := answerDNS(ctx, query, 1232, e.innerFor); err == nil {
 				pc.WriteTo(resp, from)
 			}
 		}()
@@ -74,7 +74,7 @@ func (e *egress) serveDNSTCP(ln net.Listener) {
 					return
 				}
 				ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
-				resp, err := answerDNS(ctx, query, 65535)
+				resp, err := answerDNS(ctx, query, 65535, e.innerFor)
 				cancel()
 				if err != nil {
 					return
@@ -87,9 +87,25 @@ func (e *egress) serveDNSTCP(ln net.Listener) {
 	}
 }
 
-// answerDNS answers one query with the host's resolver. Only the first
-// question is answered, as every resolver in practice asks one.
-func answerDNS(ctx context.Context, query []byte, maxLen int) ([]byte, error) {
+// innerFor maps the host's loopback addresses to this end's inner address
+// of the same family: a flow to that address reaches the host's loopback,
+// so "localhost" on the far side means the far host, as a user expects.
+func (e *egress) innerFor(a netip.Addr) netip.Addr {
+	if !a.IsLoopback() {
+		return a
+	}
+	for _, p := range e.st.cfg.Addrs {
+		if p.Addr().Is4() == a.Is4() {
+			return p.Addr()
+		}
+	}
+	return a
+}
+
+// answerDNS answers one query with the host's resolver, passing addresses
+// through rewrite. Only the first question is answered, as every resolver
+// in practice asks one.
+func answerDNS(ctx context.Context, query []byte, maxLen int, rewrite func(netip.Addr) netip.Addr) ([]byte, error) {
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
 	if err != nil || h.Response {
@@ -100,7 +116,7 @@ func answerDNS(ctx context.Context, query []byte, maxLen int) ([]byte, error) {
 		return nil, err
 	}
 	rh := dnsmessage.Header{ID: h.ID, Response: true, OpCode: h.OpCode, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
-	answers, rcode := lookup(ctx, q)
+	answers, rcode := lookup(ctx, q, rewrite)
 	rh.RCode = rcode
 	b := dnsmessage.NewBuilder(make([]byte, 0, 512), rh)
 	b.EnableCompression()
@@ -143,7 +159,7 @@ func answerDNS(ctx context.Context, query []byte, maxLen int) ([]byte, error) {
 	return resp, nil
 }
 
-func lookup(ctx context.Context, q dnsmessage.Question) ([]dnsmessage.ResourceBody, dnsmessage.RCode) {
+func lookup(ctx context.Context, q dnsmessage.Question, rewrite func(netip.Addr) netip.Addr) ([]dnsmessage.ResourceBody, dnsmessage.RCode) {
 	r := net.DefaultResolver
 	name := strings.TrimSuffix(q.Name.String(), ".")
 	var out []dnsmessage.ResourceBody
@@ -157,7 +173,7 @@ func lookup(ctx context.Context, q dnsmessage.Question) ([]dnsmessage.ResourceBo
 		var addrs []netip.Addr
 		addrs, err = r.LookupNetIP(ctx, family, name)
 		for _, a := range addrs {
-			if a = a.Unmap(); a.Is4() {
+			if a = rewrite(a.Unmap()); a.Is4() {
 				out = append(out, &dnsmessage.AResource{A: a.As4()})
 			} else {
 				out = append(out, &dnsmessage.AAAAResource{AAAA: a.As16()})

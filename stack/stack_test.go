@@ -271,11 +271,15 @@ func TestEgress(t *testing.T) {
 		t.Fatalf("udp: %q %v", buf[:n], err)
 	}
 
-	// DNS: the far end answers from its host's resolver ("localhost" is in
-	// every hosts file), reached as the client's --dns.
+	// DNS: the far end answers from its host's resolver, reached as the
+	// client's --dns. "localhost" (in every hosts file) is the far host's
+	// loopback, so it comes back as the far end's inner address.
 	addrs, err := a.LookupNetIP(ctx(t), "ip4", "localhost")
-	if err != nil || len(addrs) == 0 || !addrs[0].IsLoopback() {
+	if err != nil || len(addrs) == 0 || addrs[0] != netip.MustParseAddr("10.42.0.1") {
 		t.Fatalf("lookup through the tunnel: %v %v", addrs, err)
+	}
+	if got := send(net.JoinHostPort("localhost", itoa(port)), data); !bytes.Equal(got, want[:]) {
+		t.Fatalf("via localhost: %x", got)
 	}
 	if _, err := a.LookupNetIP(ctx(t), "ip4", "no-such-name.invalid"); err == nil || !strings.Contains(err.Error(), "no such host") {
 		t.Fatalf("NXDOMAIN through the tunnel: %v", err)
