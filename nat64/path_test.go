@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"geneve64/geneve"
 )
 
 // fakeResolver answers A and AAAA lookups from tables and counts calls.
@@ -220,4 +223,46 @@ func TestPacketPathAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { e.SendFrames(frames) }); n != 0 {
 		t.Fatalf("send: %v allocs/op", n)
 	}
+}
+
+// TestIPPayloadLabels: with IP payloads each packet's protocol type says
+// what it carries, 0x0800 or 0x86DD.
+func TestIPPayloadLabels(t *testing.T) {
+	var got []uint16
+	var mu sync.Mutex
+	conn := &recordConn{discardConn: newDiscardConn("[2001:db8:a::1]:6081"), record: func(b []byte) {
+		h, _, err := geneve.Parse(b)
+		if err == nil && !h.OAM {
+			mu.Lock()
+			got = append(got, h.Protocol)
+			mu.Unlock()
+		}
+	}}
+	e, err := NewEndpoint(context.Background(), Config{Mode: Symmetric, VNI: 1, Local: netip.AddrPortFrom(idA, 0),
+		Path: Target{Addr: idB, Port: 6081}, Remote: netip.PrefixFrom(idB, 128), Protocol: geneve.ProtocolIPv4,
+		Logger: testLogger(t), Keepalive: -1, Listen: func(netip.AddrPort) (PacketConn, error) { return conn, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	v4, v6 := make([]byte, 20), make([]byte, 40)
+	v4[0], v6[0] = 0x45, 0x60
+	e.SendFrames([][]byte{v4, v6, v4})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 3 || got[0] != geneve.ProtocolIPv4 || got[1] != geneve.ProtocolIPv6 || got[2] != geneve.ProtocolIPv4 {
+		t.Fatalf("protocol types %#04x", got)
+	}
+}
+
+type recordConn struct {
+	*discardConn
+	record func([]byte)
+}
+
+func (r *recordConn) WriteBatch(m []Message) (int, error) {
+	for _, x := range m {
+		r.record(x.Buf)
+	}
+	return len(m), nil
 }

@@ -14,8 +14,10 @@ type peer struct {
 	id  netip.Addr     // identity; for plain GENEVE, the outer address
 	key netip.AddrPort // key in the peer table
 	// hdr and oamHdr are the GENEVE header plus NAT64 option for data and
-	// OAM packets to this peer, computed once: sending copies them.
-	hdr, oamHdr []byte
+	// OAM packets to this peer, computed once: sending copies them. With IP
+	// payloads hdr says IPv4 and hdr6 IPv6, so each packet is labelled as
+	// what it is.
+	hdr, hdr6, oamHdr []byte
 
 	path      atomic.Pointer[netip.AddrPort]
 	lastHeard atomic.Int64 // clock() of the last valid packet; 0: never
@@ -31,6 +33,11 @@ type peer struct {
 func (e *Endpoint) newPeer(id netip.Addr, key netip.AddrPort, path netip.AddrPort) *peer {
 	p := &peer{id: id, key: key, created: e.clock()}
 	p.hdr = e.header(id, false)
+	p.hdr6 = p.hdr
+	if e.cfg.Protocol != geneve.ProtocolEthernet {
+		p.hdr = e.headerProto(id, geneve.ProtocolIPv4)
+		p.hdr6 = e.headerProto(id, geneve.ProtocolIPv6)
+	}
 	p.oamHdr = e.header(id, true)
 	if path.IsValid() {
 		p.path.Store(&path)
@@ -40,10 +47,18 @@ func (e *Endpoint) newPeer(id netip.Addr, key netip.AddrPort, path netip.AddrPor
 
 // header encodes the GENEVE header and option for packets to the peer id.
 func (e *Endpoint) header(id netip.Addr, oam bool) []byte {
-	h := geneve.Header{OAM: oam, Protocol: e.cfg.Protocol, VNI: e.cfg.VNI}
 	if oam {
-		h.Protocol = ProtocolOAM
+		return e.encodeHeader(id, true, ProtocolOAM)
 	}
+	return e.encodeHeader(id, false, e.cfg.Protocol)
+}
+
+func (e *Endpoint) headerProto(id netip.Addr, proto uint16) []byte {
+	return e.encodeHeader(id, false, proto)
+}
+
+func (e *Endpoint) encodeHeader(id netip.Addr, oam bool, proto uint16) []byte {
+	h := geneve.Header{OAM: oam, Protocol: proto, VNI: e.cfg.VNI}
 	if !e.cfg.NoOption {
 		opt, err := AppendOption(nil, Endpoints{Src: e.cfg.Local.Addr(), Dst: id})
 		if err != nil {

@@ -2,6 +2,8 @@ package nat64
 
 import (
 	"net/netip"
+
+	"geneve64/geneve"
 )
 
 // sendBatch collects outgoing datagrams for one WriteBatch. Its buffers grow
@@ -96,8 +98,11 @@ func (e *Endpoint) enqueueTo(b *sendBatch, p *peer, to netip.AddrPort, payload [
 		e.flush(b)
 	}
 	hdr := p.hdr
-	if oam {
+	switch {
+	case oam:
 		hdr = p.oamHdr
+	case len(payload) > 0 && payload[0]>>4 == 6 && e.cfg.Protocol != geneve.ProtocolEthernet:
+		hdr = p.hdr6
 	}
 	buf := append(b.bufs[b.n][:0], hdr...)
 	buf = append(buf, payload...)

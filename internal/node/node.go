@@ -81,7 +81,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		if n.SOCKS, err = socks.Listen(n.Stack, sc); err != nil {
 			return nil, err
 		}
-		n.log.Info("SOCKS5 listening", "addr", n.SOCKS.Addr())
+		n.log.Info("SOCKS5 listening", "addr", n.SOCKS.Addr().String())
 	}
 	for _, f := range cfg.Forwards {
 		fw, err := socks.StartForward(n.Stack, f, cfg.UDPIdle, cfg.Logger)
@@ -89,7 +89,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return nil, err
 		}
 		n.Forwards = append(n.Forwards, fw)
-		n.log.Info("forward listening", "forward", f.String(), "addr", fw.Addr())
+		n.log.Info("forward listening", "forward", f.String(), "addr", fw.Addr().String())
 	}
 	return n, nil
 }

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/spf13/pflag"
+
+	"geneve64/geneve"
+	"geneve64/internal/node"
+	"geneve64/nat64"
+	"geneve64/socks"
+	"geneve64/stack"
+)
+
+// Settings are an endpoint's settings, from a TOML file (--config) and the
+// command line; a flag given on the command line wins. The toml and flag
+// names are the same and are part of the interface.
+type Settings struct {
+	VNI    *int64 `toml:"vni"`
+	Local  string `toml:"local"`
+	Path   string `toml:"path"`
+	Remote string `toml:"remote"`
+
+	Addr        []string      `toml:"addr" flag:"addr"`
+	Route       []string      `toml:"route" flag:"route"`
+	DNS         []string      `toml:"dns" flag:"dns"`
+	SOCKS       string        `toml:"socks" flag:"socks"`
+	SOCKSUser   string        `toml:"socks-user" flag:"socks-user"`
+	SOCKSPass   string        `toml:"socks-pass" flag:"socks-pass"`
+	Forward     []string      `toml:"forward" flag:"forward"`
+	Reverse     []string      `toml:"reverse" flag:"reverse"`
+	Egress      bool          `toml:"egress" flag:"egress"`
+	Payload     string        `toml:"payload" flag:"payload"`
+	MTU         int           `toml:"mtu" flag:"mtu"`
+	PathMTU     int           `toml:"path-mtu" flag:"path-mtu"`
+	Keepalive   time.Duration `toml:"keepalive" flag:"keepalive"`
+	NoOption    bool          `toml:"no-option" flag:"no-option"`
+	NAT64Prefix string        `toml:"nat64-prefix" flag:"nat64-prefix"`
+	MaxPeers    int           `toml:"max-peers" flag:"max-peers"`
+	PeerTimeout time.Duration `toml:"peer-timeout" flag:"peer-timeout"`
+	Metrics     string        `toml:"metrics" flag:"metrics"`
+	LogLevel    string        `toml:"log-level" flag:"log-level"`
+	LogFormat   string        `toml:"log-format" flag:"log-format"`
+}
+
+func defaultSettings() Settings {
+	return Settings{Payload: "ethernet", PathMTU: 1500, Keepalive: nat64.DefaultKeepalive,
+		MaxPeers: nat64.DefaultMaxPeers, PeerTimeout: nat64.DefaultPeerTimeout, LogLevel: "info", LogFormat: "text"}
+}
+
+// registerFlags binds the endpoint flags to s.
+func registerFlags(fs *pflag.FlagSet, s *Settings) {
+	d := defaultSettings()
+	*s = d
+	fs.StringArrayVar(&s.Addr, "addr", nil, "inner address of the netstack, CIDR (repeatable), e.g. 10.42.0.2/24, fd42::2/64")
+	fs.StringArrayVar(&s.Route, "route", nil, "inner route CIDR[@NEXTHOP] (repeatable), e.g. 0.0.0.0/0@10.42.0.1")
+	fs.StringArrayVar(&s.DNS, "dns", nil, "DNS server inside the tunnel (repeatable); none: the host's resolver")
+	fs.StringVar(&s.SOCKS, "socks", "", "start SOCKS5 on ADDR, e.g. 127.0.0.1:1080 (a bare port means loopback)")
+	fs.StringVar(&s.SOCKSUser, "socks-user", "", "SOCKS5 username (with --socks-pass)")
+	fs.StringVar(&s.SOCKSPass, "socks-pass", "", "SOCKS5 password")
+	fs.StringArrayVar(&s.Forward, "forward", nil, "[tcp|udp/]HOSTADDR=INNERADDR: listen on the host, connect through the tunnel (repeatable)")
+	fs.StringArrayVar(&s.Reverse, "reverse", nil, "[tcp|udp/]INNERADDR=HOSTADDR: listen in the tunnel, connect on the host (repeatable)")
+	fs.BoolVar(&s.Egress, "egress", false, "serve flows from peers to any address out of this host, and DNS on port 53")
+	fs.StringVar(&s.Payload, "payload", d.Payload, "inner payload: ethernet or ip")
+	fs.IntVar(&s.MTU, "mtu", 0, "inner MTU (default: from --path-mtu less every header)")
+	fs.IntVar(&s.PathMTU, "path-mtu", d.PathMTU, "outer path MTU the inner MTU is computed from")
+	fs.DurationVar(&s.Keepalive, "keepalive", d.Keepalive, "OAM keepalive interval when idle; 0 turns keepalives off")
+	fs.BoolVar(&s.NoOption, "no-option", false, "plain GENEVE without the NAT64 option, for peers such as Open vSwitch")
+	fs.StringVar(&s.NAT64Prefix, "nat64-prefix", "", "NAT64 prefix for IPv4 PATHs (default: discovered by RFC 7050)")
+	fs.IntVar(&s.MaxPeers, "max-peers", d.MaxPeers, "server: most clients at once")
+	fs.DurationVar(&s.PeerTimeout, "peer-timeout", d.PeerTimeout, "server: forget a client silent this long")
+	fs.StringVar(&s.Metrics, "metrics", "", "serve Prometheus /metrics and /healthz on ADDR")
+	fs.StringVar(&s.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&s.LogFormat, "log-format", d.LogFormat, "text or json")
+}
+
+// merge returns the file's settings (or the defaults) with every flag the
+// command line changed laid over them.
+func merge(fs *pflag.FlagSet, flags Settings, file string) (Settings, error) {
+	if file == "" {
+		return flags, nil
+	}
+	out := defaultSettings()
+	md, err := toml.DecodeFile(file, &out)
+	if err != nil {
+		return Settings{}, usagef("--config %q: %v", file, err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		return Settings{}, usagef("--config %q: unknown setting %q", file, un[0].String())
+	}
+	fv, ov := reflect.ValueOf(flags), reflect.ValueOf(&out).Elem()
+	for i := 0; i < fv.NumField(); i++ {
+		if name := fv.Type().Field(i).Tag.Get("flag"); name != "" && fs.Changed(name) {
+			ov.Field(i).Set(fv.Field(i))
+		}
+	}
+	return out, nil
+}
+
+// usageError is a bad argument: the command prints its usage line and exits 2.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// positional fills VNI, LOCAL, PATH and REMOTE from the command line,
+// which wins over the file.
+func (s *Settings) positional(mode nat64.Mode, args []string) error {
+	names := []string{"VNI", "LOCAL", "PATH", "REMOTE"}
+	if mode == nat64.Server {
+		names = []string{"VNI", "LOCAL", "REMOTE"}
+	}
+	if len(args) > len(names) {
+		return usagef("too many arguments: %q", args[len(names):])
+	}
+	for i, a := range args {
+		switch names[i] {
+		case "VNI":
+			v, err := strconv.ParseInt(a, 10, 64)
+			if err != nil {
+				return usagef("VNI %q: not a number", a)
+			}
+			s.VNI = &v
+		case "LOCAL":
+			s.Local = a
+		case "PATH":
+			s.Path = a
+		case "REMOTE":
+			s.Remote = a
+		}
+	}
+	for _, n := range names {
+		missing := (n == "VNI" && s.VNI == nil) || (n == "LOCAL" && s.Local == "") ||
+			(n == "PATH" && s.Path == "") || (n == "REMOTE" && s.Remote == "")
+		if missing {
+			return usagef("missing %s", n)
+		}
+	}
+	return nil
+}
+
+// nodeConfig checks every setting and builds the node's configuration.
+// Every error names the setting and the value.
+func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
+	var c node.Config
+	ec := &c.Endpoint
+	ec.Mode = mode
+	if *s.VNI < 0 || *s.VNI > geneve.MaxVNI {
+		return c, usagef("VNI %d out of range 0..%d", *s.VNI, geneve.MaxVNI)
+	}
+	ec.VNI = uint32(*s.VNI)
+	var err error
+	if ec.Local, err = nat64.ParseAddrPort("LOCAL", s.Local); err != nil {
+		return c, usageError{err}
+	}
+	if ec.Remote, err = nat64.ParseRemote(s.Remote); err != nil {
+		return c, usageError{err}
+	}
+	if mode != nat64.Server {
+		if ec.Path, err = nat64.ParseTarget(s.Path, geneve.Port); err != nil {
+			return c, usageError{err}
+		}
+	}
+	ec.NoOption = s.NoOption
+	if !s.NoOption {
+		if !ec.Local.Addr().Is6() {
+			return c, usagef("LOCAL %q: must be an IPv6 address (the NAT64 option carries IPv6 identities; --no-option for plain GENEVE)", s.Local)
+		}
+		if !ec.Remote.Addr().Is6() {
+			return c, usagef("REMOTE %q: must be IPv6 (the NAT64 option carries IPv6 identities; --no-option for plain GENEVE)", s.Remote)
+		}
+	}
+	if mode != nat64.Server && !ec.Remote.IsSingleIP() {
+		return c, usagef("REMOTE %q: only a server accepts a prefix of peers", s.Remote)
+	}
+	switch strings.ToLower(s.Payload) {
+	case "ethernet", "eth":
+		ec.Protocol = geneve.ProtocolEthernet
+	case "ip":
+		ec.Protocol = geneve.ProtocolIPv4
+	default:
+		return c, usagef("--payload %q: want ethernet or ip", s.Payload)
+	}
+	ec.Keepalive = s.Keepalive
+	if s.Keepalive == 0 {
+		ec.Keepalive = -1
+	} else if s.Keepalive < 0 {
+		return c, usagef("--keepalive %s: must not be negative", s.Keepalive)
+	}
+	if s.MaxPeers < 1 {
+		return c, usagef("--max-peers %d: must be at least 1", s.MaxPeers)
+	}
+	ec.MaxPeers, ec.PeerTimeout = s.MaxPeers, s.PeerTimeout
+	if s.NAT64Prefix != "" {
+		if ec.NAT64Prefix, err = netip.ParsePrefix(s.NAT64Prefix); err != nil {
+			return c, usagef("--nat64-prefix %q: not a prefix", s.NAT64Prefix)
+		}
+		if err := nat64.CheckPrefix(ec.NAT64Prefix); err != nil {
+			return c, usagef("--nat64-prefix %q: %v", s.NAT64Prefix, err)
+		}
+	}
+
+	sc := &c.Stack
+	v6 := false
+	for _, a := range s.Addr {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return c, usagef("--addr %q: not a CIDR address such as 10.42.0.2/24", a)
+		}
+		sc.Addrs = append(sc.Addrs, p)
+		v6 = v6 || p.Addr().Is6()
+	}
+	for _, r := range s.Route {
+		rt, err := stack.ParseRoute(r)
+		if err != nil {
+			return c, usagef("--route: %v", err)
+		}
+		sc.Routes = append(sc.Routes, rt)
+	}
+	for _, d := range s.DNS {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return c, usagef("--dns %q: not an IP address", d)
+		}
+		sc.DNS = append(sc.DNS, a)
+	}
+	sc.Egress = s.Egress
+	if s.MTU != 0 && (s.MTU < 576 || s.MTU > 65521 || (v6 && s.MTU < 1280)) {
+		return c, usagef("--mtu %d: want 576..65521, and at least 1280 with IPv6 inside", s.MTU)
+	}
+	sc.MTU = s.MTU
+	if s.PathMTU < 576 || s.PathMTU > 65535 {
+		return c, usagef("--path-mtu %d: want 576..65535", s.PathMTU)
+	}
+	c.PathMTU = s.PathMTU
+
+	if s.SOCKS != "" {
+		addr, err := socks.LoopbackDefault(s.SOCKS)
+		if err != nil {
+			return c, usagef("--socks %q: %v", s.SOCKS, err)
+		}
+		c.SOCKS = &socks.Config{Addr: addr, User: s.SOCKSUser, Pass: s.SOCKSPass}
+	} else if s.SOCKSUser != "" {
+		return c, usagef("--socks-user %q: given without --socks", s.SOCKSUser)
+	}
+	for _, spec := range s.Forward {
+		f, err := socks.ParseForward(spec, false)
+		if err != nil {
+			return c, usagef("--forward: %v", err)
+		}
+		c.Forwards = append(c.Forwards, f)
+	}
+	for _, spec := range s.Reverse {
+		f, err := socks.ParseForward(spec, true)
+		if err != nil {
+			return c, usagef("--reverse: %v", err)
+		}
+		c.Forwards = append(c.Forwards, f)
+	}
+	if s.Metrics != "" {
+		if _, _, err := net.SplitHostPort(s.Metrics); err != nil {
+			return c, usagef("--metrics %q: want HOST:PORT", s.Metrics)
+		}
+	}
+	if len(sc.Addrs) == 0 && (c.SOCKS != nil || len(c.Forwards) > 0 || sc.Egress) {
+		return c, usageError{errors.New("--addr is needed for SOCKS, forwards and egress: the netstack has no address")}
+	}
+	return c, nil
+}

@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary builds cmd/geneve64 once for the CLI tests.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "geneve64-bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "geneve64")
+	if runtime.GOOS == "windows" {
+		bin += ".exe"
+	}
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/geneve64").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// proc is a running geneve64 whose JSON log lines are collected.
+type proc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []map[string]any
+	raw   strings.Builder
+	done  chan struct{}
+}
+
+func startBinary(t *testing.T, args ...string) *proc {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: exec.Command(bin, append(args, "--log-format", "json")...), done: make(chan struct{})}
+	stderr, _ := p.cmd.StderrPipe()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			p.mu.Lock()
+			p.raw.WriteString(sc.Text() + "\n")
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				p.lines = append(p.lines, m)
+			}
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		p.cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", args[0], p.log())
+		}
+	})
+	return p
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.raw.String()
+}
+
+// field waits for a log line with msg whose key matches and returns it.
+func (p *proc) field(t *testing.T, msg, key string, match func(string) bool) string {
+	t.Helper()
+	var v string
+	eventually(t, "log line "+msg, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, l := range p.lines {
+			if l["msg"] == msg {
+				if x, ok := l[key]; ok {
+					if s := fmt.Sprint(x); match == nil || match(s) {
+						v = s
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+	return v
+}
+
+func freeUDPPort(t *testing.T) int {
+	pc, err := net.ListenPacket("udp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// TestCLI runs two endpoints as separate processes on loopback, with the
+// original's argument forms, and uses them as a user would.
+func TestCLI(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("curl is required in CI")
+		}
+		t.Skip("curl not installed")
+	}
+	far := startFarHost(t)
+	hp := strconv.Itoa(far.port)
+	p1, p2 := freeUDPPort(t), freeUDPPort(t)
+	srv := startBinary(t, "server", "42", fmt.Sprintf("[::1]:%d", p1), "::1",
+		"--egress", "--addr", "10.42.0.1/24", "--addr", "fd42::1/64", "--keepalive", "1s",
+		"--reverse", "10.42.0.1:7000=127.0.0.1:"+hp, "--metrics", "127.0.0.1:0")
+	srv.field(t, "outer socket listening", "addr", nil)
+	cli := startBinary(t, "client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
+		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--keepalive", "1s",
+		"--socks", "127.0.0.1:0", "--forward", "127.0.0.1:0=10.42.0.1:"+hp)
+	socksAddr := cli.field(t, "SOCKS5 listening", "addr", nil)
+	fwdAddr := cli.field(t, "forward listening", "addr", nil)
+	path := srv.field(t, "peer heard", "path", nil)
+	if !strings.HasSuffix(path, fmt.Sprintf(":%d", p2)) {
+		t.Fatalf("server learned path %s, want the client's port %d", path, p2)
+	}
+
+	// curl through SOCKS to the far host's HTTP server, by name.
+	out, err := exec.Command(curl, "-sS", "--max-time", "20", "--socks5-hostname", socksAddr, far.url("localhost", "/")).CombinedOutput()
+	if err != nil || string(out) != "hello from the far side\n" {
+		t.Fatalf("curl via SOCKS: %q %v", out, err)
+	}
+	// The local forward.
+	out, err = exec.Command(curl, "-sS", "--max-time", "20", "http://"+fwdAddr+"/").CombinedOutput()
+	if err != nil || string(out) != "hello from the far side\n" {
+		t.Fatalf("curl via --forward: %q %v", out, err)
+	}
+	// The reverse forward, from inside the tunnel (through SOCKS).
+	out, err = exec.Command(curl, "-sS", "--max-time", "20", "--socks5-hostname", socksAddr, "http://10.42.0.1:7000/").CombinedOutput()
+	if err != nil || string(out) != "hello from the far side\n" {
+		t.Fatalf("curl via --reverse: %q %v", out, err)
+	}
+
+	// Metrics and health.
+	maddr := srv.field(t, "metrics listening", "addr", nil)
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`geneve64_frames_total{direction="in"}`, `geneve64_drops_total{reason="vni"} 0`, "geneve64_peers 1", "geneve64_peer_rtt_seconds"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	if resp, err := http.Get("http://" + maddr + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+
+	// SIGTERM: exit 0 within 2 s.
+	for _, p := range []*proc{cli, srv} {
+		start := time.Now()
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		<-p.done
+		err := p.cmd.Wait()
+		if err != nil || time.Since(start) > 2*time.Second {
+			t.Fatalf("after SIGTERM: %v in %v", err, time.Since(start))
+		}
+	}
+}
+
+// TestCLIConfigFile: settings from a TOML file, with a flag overriding one.
+func TestCLIConfigFile(t *testing.T) {
+	p1 := freeUDPPort(t)
+	cfg := filepath.Join(t.TempDir(), "server.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`vni = 7
+local = "[::1]:%d"
+remote = "::1"
+addr = ["10.9.0.1/24"]
+socks = "127.0.0.1:1"
+log-level = "debug"
+`, p1)), 0o600)
+	p := startBinary(t, "server", "--config", cfg, "--socks", "127.0.0.1:0")
+	addr := p.field(t, "SOCKS5 listening", "addr", nil)
+	if strings.HasSuffix(addr, ":1") {
+		t.Fatalf("the flag did not override the file: %s", addr)
+	}
+	if mtu := p.field(t, "inner network up", "mtu", nil); mtu != "1394" {
+		t.Fatalf("inner MTU %s from a 1500-byte path, want 1394", mtu)
+	}
+	if vni := p.field(t, "outer socket listening", "vni", nil); vni != "7" {
+		t.Fatalf("VNI %s, want the file's 7", vni)
+	}
+}
+
+// TestCLIBadArguments: each mistake names the argument and its value,
+// shows the usage line, and exits 2 before anything starts.
+func TestCLIBadArguments(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(cfg, []byte("vni = 1\nbogus = 2\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"symmetric", "16777216", "2001:db8:a::1", "64:ff9b::203.0.113.90", "2001:db8:b::1"}, "VNI 16777216 out of range 0..16777215"},
+		{[]string{"symmetric", "forty-two", "2001:db8:a::1", "64:ff9b::203.0.113.90", "2001:db8:b::1"}, `VNI "forty-two"`},
+		{[]string{"symmetric", "42", "192.0.2.1", "64:ff9b::203.0.113.90", "2001:db8:b::1"}, `LOCAL "192.0.2.1": must be an IPv6 address`},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/129"}, `REMOTE "fdd9::/129"`},
+		{[]string{"client", "42", "fdd9::1", "bad host!", "2001:db8:a::1"}, `PATH "bad host!"`},
+		{[]string{"client", "42", "fdd9::1", "example.com", "2001:db8:a::/64"}, "only a server accepts a prefix"},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--addr", "10.0.0.1/33"}, `--addr "10.0.0.1/33"`},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--route", "10.0.0.0/8@fd00::1"}, "10.0.0.0/8@fd00::1"},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--addr", "10.0.0.1/24", "--forward", "sctp/1=2:3"}, `protocol "sctp"`},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--payload", "ppp"}, `--payload "ppp"`},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--nat64-prefix", "64:ff9b::/95"}, `--nat64-prefix "64:ff9b::/95"`},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--keepalive", "soon"}, `"soon"`},
+		{[]string{"server", "42", "2001:db8:a::1"}, "missing REMOTE"},
+		{[]string{"symmetric", "42", "2001:db8:a::1", "64:ff9b::203.0.113.90", "2001:db8:b::1", "extra"}, `too many arguments: ["extra"]`},
+		{[]string{"server", "--config", cfg}, `unknown setting "bogus"`},
+		{[]string{"gateway", "--ipv4", "203.0.113.90"}, "--allow is required"},
+		{[]string{"gateway", "--ipv4", "2001:db8::1", "--allow", "::/0"}, `--ipv4 "2001:db8::1"`},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Errorf("%q: exit %v, want 2\n%s", tc.args, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), "Usage: geneve64 ") {
+			t.Errorf("%q: output lacks %q or the usage line:\n%s", tc.args, tc.want, out)
+		}
+	}
+}
+
+// TestCLIDemoOnce: the README's first command, in its --once form.
+func TestCLIDemoOnce(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "demo", "--once", "--socks", "127.0.0.1:0").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "200 OK") || !strings.Contains(string(out), "reached through GENEVE over NAT64") {
+		t.Fatalf("demo --once: %v\n%s", err, out)
+	}
+}

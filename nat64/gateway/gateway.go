@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"geneve64/nat64"
+)
+
+// Config configures a gateway.
+type Config struct {
+	// Rules are the extension's rules: NAT64 prefix, public IPv4 address,
+	// port and allowed IPv6 prefixes.
+	Rules nat64.GatewayRules
+	// TUN is the name of the TUN device for the IPv6 side.
+	TUN string
+	// MTU is the site link's MTU: larger inbound packets are fragmented
+	// (default 1500).
+	MTU int
+	// Logger receives the gateway's log; slog.Default() by default.
+	Logger *slog.Logger
+}
+
+// Gateway relays GENEVE between the IPv4 internet and IPv6 hosts.
+type Gateway struct {
+	cfg   Config
+	tun   tunDevice
+	v4    *net.UDPConn
+	log   *slog.Logger
+	stats nat64.Stats
+	// In and Out count packets relayed to IPv6 hosts and to the IPv4 internet.
+	In, Out atomic.Uint64
+	// Fragments counts IPv6 fragments read from the TUN, which the gateway
+	// does not reassemble.
+	Fragments atomic.Uint64
+	fragID    atomic.Uint32
+	wg        sync.WaitGroup
+	once      sync.Once
+}
+
+// tunDevice is the IPv6 side: whole IPv6 packets in and out.
+type tunDevice interface {
+	Read([]byte) (int, error)
+	Write([]byte) (int, error)
+	Close() error
+}
+
+// Start opens the TUN and the IPv4 socket and starts relaying.
+func Start(cfg Config) (*Gateway, error) {
+	if err := cfg.Rules.Check(); err != nil {
+		return nil, err
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = 1500
+	}
+	if cfg.MTU < minIPv6LinkMTU {
+		return nil, fmt.Errorf("gateway: MTU %d is below IPv6's minimum of %d", cfg.MTU, minIPv6LinkMTU)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	g.cfg.Rules.Stats = &g.stats
+	tun, err := openTUN(cfg.TUN)
+	if err != nil {
+		return nil, err
+	}
+	g.tun = tun
+	port := cfg.Rules.Port
+	if port == 0 {
+		port = 6081
+	}
+	laddr := netip.AddrPortFrom(cfg.Rules.IPv4, port)
+	if g.v4, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(laddr)); err != nil {
+		tun.Close()
+		return nil, fmt.Errorf("gateway: binding %s: %w", laddr, err)
+	}
+	g.log.Info("gateway listening", "ipv4", g.v4.LocalAddr().String(), "tun", cfg.TUN, "prefix", cfg.Rules.Prefix, "allowed", cfg.Rules.Allowed)
+	g.wg.Add(2)
+	go g.inbound()
+	go g.outbound()
+	return g, nil
+}
+
+// Stats are the gateway's drop counters.
+func (g *Gateway) Stats() *nat64.Stats { return &g.stats }
+
+// Close stops relaying.
+func (g *Gateway) Close() error {
+	g.once.Do(func() {
+		g.v4.Close()
+		g.tun.Close()
+		g.wg.Wait()
+	})
+	return nil
+}
+
+// inbound: IPv4 GENEVE to the public address → IPv6 host named in the option.
+func (g *Gateway) inbound() {
+	defer g.wg.Done()
+	buf := make([]byte, 65535)
+	out := make([]byte, 0, 65535+ipv6HeaderLen+udpHeaderLen)
+	frag := make([]byte, 0, g.cfg.MTU)
+	local := netip.AddrPortFrom(g.cfg.Rules.IPv4, g.v4.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+	for {
+		n, from, err := g.v4.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			g.log.Warn("gateway IPv4 read failed", "err", err)
+			continue
+		}
+		src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		s6, d6, _, ok := g.cfg.Rules.Inbound(src, local, buf[:n])
+		if !ok {
+			continue
+		}
+		out = appendIPv6UDP(out[:0], s6, d6, buf[:n])
+		err = fragment(out, g.cfg.MTU, g.fragID.Add(1), frag, func(p []byte) error {
+			_, err := g.tun.Write(p)
+			return err
+		})
+		if err != nil {
+			g.log.Debug("gateway TUN write failed", "to", d6, "err", err)
+			g.stats.Drop(nat64.DropSendError)
+			continue
+		}
+		g.In.Add(1)
+	}
+}
+
+// outbound: IPv6 GENEVE from an allowed host's port 6081 → the IPv4 internet.
+func (g *Gateway) outbound() {
+	defer g.wg.Done()
+	buf := make([]byte, 65535)
+	for {
+		n, err := g.tun.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, errTUNClosed) {
+				return
+			}
+			g.log.Warn("gateway TUN read failed", "err", err)
+			return
+		}
+		src, dst, payload, err := parseIPv6UDP(buf[:n])
+		if err != nil {
+			if errors.Is(err, errFragment) {
+				g.Fragments.Add(1)
+				g.stats.Drop(nat64.DropMalformed)
+			}
+			continue
+		}
+		s4, d4, _, ok := g.cfg.Rules.Outbound(src, dst, payload)
+		if !ok {
+			continue
+		}
+		_ = s4 // the socket is bound to it
+		if _, err := g.v4.WriteToUDPAddrPort(payload, d4); err != nil {
+			g.log.Debug("gateway IPv4 send failed", "to", d4, "err", err)
+			g.stats.Drop(nat64.DropSendError)
+			continue
+		}
+		g.Out.Add(1)
+	}
+}

@@ -1,0 +1,130 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+)
+
+const (
+	ipv6HeaderLen   = 40
+	udpHeaderLen    = 8
+	fragHeaderLen   = 8
+	protoUDP        = 17
+	protoFragment   = 44
+	minIPv6LinkMTU  = 1280
+	defaultHopLimit = 64
+)
+
+var (
+	errNotUDP   = errors.New("not UDP")
+	errFragment = errors.New("IPv6 fragment")
+	errShort    = errors.New("truncated packet")
+)
+
+// parseIPv6UDP returns the addresses and UDP payload of an IPv6 UDP packet
+// read from the TUN. Fragments are reported, not reassembled: endpoints
+// keep their packets within the path MTU, so they do not send them.
+func parseIPv6UDP(p []byte) (src, dst netip.AddrPort, payload []byte, err error) {
+	if len(p) < ipv6HeaderLen || p[0]>>4 != 6 {
+		return src, dst, nil, errShort
+	}
+	switch p[6] {
+	case protoUDP:
+	case protoFragment:
+		return src, dst, nil, errFragment
+	default:
+		return src, dst, nil, errNotUDP // MLD reports and the like arrive too
+	}
+	plen := int(binary.BigEndian.Uint16(p[4:6]))
+	if ipv6HeaderLen+plen > len(p) || plen < udpHeaderLen {
+		return src, dst, nil, errShort
+	}
+	u := p[ipv6HeaderLen : ipv6HeaderLen+plen]
+	ulen := int(binary.BigEndian.Uint16(u[4:6]))
+	if ulen < udpHeaderLen || ulen > len(u) {
+		return src, dst, nil, errShort
+	}
+	s := netip.AddrFrom16([16]byte(p[8:24]))
+	d := netip.AddrFrom16([16]byte(p[24:40]))
+	return netip.AddrPortFrom(s, binary.BigEndian.Uint16(u[0:2])), netip.AddrPortFrom(d, binary.BigEndian.Uint16(u[2:4])), u[udpHeaderLen:ulen], nil
+}
+
+// appendIPv6UDP appends an IPv6 UDP packet to dst, with its checksum.
+func appendIPv6UDP(dst []byte, src, to netip.AddrPort, payload []byte) []byte {
+	ulen := udpHeaderLen + len(payload)
+	start := len(dst)
+	dst = append(dst, 0x60, 0, 0, 0, byte(ulen>>8), byte(ulen), protoUDP, defaultHopLimit)
+	s, d := src.Addr().As16(), to.Addr().As16()
+	dst = append(dst, s[:]...)
+	dst = append(dst, d[:]...)
+	u := len(dst)
+	dst = binary.BigEndian.AppendUint16(dst, src.Port())
+	dst = binary.BigEndian.AppendUint16(dst, to.Port())
+	dst = binary.BigEndian.AppendUint16(dst, uint16(ulen))
+	dst = append(dst, 0, 0)
+	dst = append(dst, payload...)
+	sum := udpChecksum(dst[start+8:start+24], dst[start+24:start+40], dst[u:])
+	binary.BigEndian.PutUint16(dst[u+6:], sum)
+	return dst
+}
+
+// udpChecksum computes the IPv6 UDP checksum over the pseudo-header and the
+// datagram (whose checksum field is zero). A result of 0 is sent as 0xffff:
+// zero means "no checksum", which IPv6 forbids.
+func udpChecksum(src, dst, udp []byte) uint16 {
+	var sum uint32
+	add := func(b []byte) {
+		for len(b) >= 2 {
+			sum += uint32(b[0])<<8 | uint32(b[1])
+			b = b[2:]
+		}
+		if len(b) == 1 {
+			sum += uint32(b[0]) << 8
+		}
+	}
+	add(src)
+	add(dst)
+	sum += uint32(len(udp)) + protoUDP
+	add(udp)
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	c := ^uint16(sum)
+	if c == 0 {
+		c = 0xffff
+	}
+	return c
+}
+
+// fragment splits an IPv6 packet larger than mtu into fragments (RFC 8200
+// section 4.5), calling emit for each. A packet that fits is emitted as is.
+// 6→4 translation grows packets by 20 bytes, so an IPv4 packet that filled
+// its path arrives too big for the site's link.
+func fragment(pkt []byte, mtu int, id uint32, scratch []byte, emit func([]byte) error) error {
+	if len(pkt) <= mtu {
+		return emit(pkt)
+	}
+	nextHeader := pkt[6]
+	body := pkt[ipv6HeaderLen:]
+	// Each fragment's data but the last is a multiple of 8 bytes.
+	per := (mtu - ipv6HeaderLen - fragHeaderLen) &^ 7
+	for off := 0; off < len(body); off += per {
+		end := min(off+per, len(body))
+		more := end < len(body)
+		f := append(scratch[:0], pkt[:ipv6HeaderLen]...)
+		binary.BigEndian.PutUint16(f[4:6], uint16(fragHeaderLen+end-off))
+		f[6] = protoFragment
+		fo := uint16(off/8) << 3
+		if more {
+			fo |= 1
+		}
+		f = append(f, nextHeader, 0, byte(fo>>8), byte(fo))
+		f = binary.BigEndian.AppendUint32(f, id)
+		f = append(f, body[off:end]...)
+		if err := emit(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
