@@ -179,19 +179,7 @@ func startFarHost(t *testing.T) *farHost {
 			t.Fatal(err)
 		}
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/download", func(w http.ResponseWriter, r *http.Request) {
-		n, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
-		seed, _ := strconv.ParseUint(r.URL.Query().Get("seed"), 10, 64)
-		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
-		stream(w, seed, n)
-	})
-	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
-		h := sha256.New()
-		io.Copy(h, r.Body)
-		fmt.Fprint(w, hex.EncodeToString(h.Sum(nil)))
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from the far side\n") })
+	mux := helperMux()
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	go srv.Serve(ln6)

@@ -158,7 +158,7 @@ func (e *Endpoint) heard(p *peer, from netip.AddrPort, now int64) {
 			moved := from // a copy, so only a change allocates
 			p.path.Store(&moved)
 			e.stats.PathChanges.Add(1)
-			if ok && !first {
+			if ok {
 				e.log.Info("peer path moved", "identity", p.id, "from", cur, "to", from)
 			}
 		}

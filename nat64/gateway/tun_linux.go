@@ -18,6 +18,11 @@ var errTUNClosed = os.ErrClosed
 func openTUN(name string) (tunDevice, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return nil, fmt.Errorf("gateway: opening /dev/net/tun: %w: run as root or with CAP_NET_ADMIN; "+
+				"to run unprivileged, /dev/net/tun must be open to all (mode 0666, the usual default) and root must "+
+				"create the TUN for this user once: ip tuntap add dev %s mode tun user $(id -u)", err, name)
+		}
 		return nil, fmt.Errorf("gateway: opening /dev/net/tun: %w", err)
 	}
 	ifr, err := unix.NewIfreq(name)

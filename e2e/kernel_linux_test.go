@@ -1,0 +1,279 @@
+//go:build linux
+
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The kernel topology: two IPv6-only sites, each behind a NAT64 (TAYGA with
+// nftables masquerade), joined by an IPv4 "internet". The NAT64 prefix is a
+// network-specific one: TAYGA refuses documentation ranges inside
+// 64:ff9b::/96. A site's NAT64 may also run geneve64 gateway beside TAYGA.
+const labPrefix = "2001:db8:64::/96"
+
+type natLab struct {
+	*lab
+	siteA, natA, inet, natB, siteB string
+	bin                            string
+}
+
+// newNATLab builds the topology; gwA and gwB add the extension gateway to
+// site A's and site B's NAT64.
+func newNATLab(t *testing.T, gwA, gwB bool) *natLab {
+	l := &natLab{lab: newLab(t)}
+	openTUNDevice(t)
+	l.bin = l.binary()
+	l.siteA, l.natA, l.inet, l.natB, l.siteB = l.ns("siteA"), l.ns("natA"), l.ns("inet"), l.ns("natB"), l.ns("siteB")
+	l.link(l.siteA, "eth0", l.natA, "lan")
+	l.link(l.natA, "wan", l.inet, "toA")
+	l.link(l.inet, "toB", l.natB, "wan")
+	l.link(l.natB, "lan", l.siteB, "eth0")
+	for _, x := range []struct{ site, nat, v6, v4, gw4 string }{
+		{l.siteA, l.natA, "2001:db8:a", "198.51.100.7/24", "198.51.100.1"},
+		{l.siteB, l.natB, "2001:db8:b", "203.0.113.90/24", "203.0.113.1"},
+	} {
+		l.must("ip", "-n", x.site, "addr", "add", x.v6+"::1/64", "dev", "eth0", "nodad")
+		l.must("ip", "-n", x.site, "-6", "route", "add", "default", "via", x.v6+"::fe")
+		l.must("ip", "-n", x.nat, "addr", "add", x.v6+"::fe/64", "dev", "lan", "nodad")
+		l.must("ip", "-n", x.nat, "addr", "add", x.v4, "dev", "wan")
+		l.must("ip", "-n", x.nat, "route", "add", "default", "via", x.gw4)
+		l.startTAYGA(x.nat)
+	}
+	l.must("ip", "-n", l.inet, "addr", "add", "198.51.100.1/24", "dev", "toA")
+	l.must("ip", "-n", l.inet, "addr", "add", "203.0.113.1/24", "dev", "toB")
+	for _, ns := range []string{l.natA, l.inet, l.natB} {
+		l.in(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	}
+	if gwA {
+		l.startGateway(l.natA, "203.0.113.90", "198.51.100.7", "2001:db8:a::/64")
+	}
+	if gwB {
+		l.startGateway(l.natB, "198.51.100.7", "203.0.113.90", "2001:db8:b::/64")
+	}
+	// The NAT64 path works before any tunnel runs.
+	l.in(l.siteA, "ping", "-c1", "-W2", "2001:db8:64::203.0.113.1")
+	return l
+}
+
+// startTAYGA runs a plain stateful NAT64 in ns: TAYGA maps IPv6 hosts into
+// a private pool, and nftables masquerades the pool behind the WAN address
+// with random ports, so a flushed conntrack gives a new external port.
+func (l *natLab) startTAYGA(ns string) {
+	dir := filepath.Join(l.dir, "tayga-"+ns)
+	os.MkdirAll(dir, 0o755)
+	conf := filepath.Join(dir, "tayga.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("tun-device nat64\nipv4-addr 192.168.255.1\nprefix %s\ndynamic-pool 192.168.255.0/24\ndata-dir %s\n", labPrefix, dir)), 0o644)
+	l.in(ns, "tayga", "-c", conf, "--mktun")
+	l.must("ip", "-n", ns, "link", "set", "nat64", "up")
+	l.must("ip", "-n", ns, "route", "add", "192.168.255.0/24", "dev", "nat64")
+	l.must("ip", "-n", ns, "-6", "route", "add", labPrefix, "dev", "nat64")
+	// -d keeps TAYGA in the foreground, logging to stderr (it has no syslog here).
+	l.start(ns, "tayga-"+ns, nil, "tayga", "-d", "-c", conf)
+	l.in(ns, "nft", "add table ip nat; add chain ip nat post { type nat hook postrouting priority 100; }; "+
+		"add rule ip nat post oifname wan ip saddr 192.168.255.0/24 masquerade random")
+}
+
+// startGateway runs geneve64 gateway beside TAYGA in ns, as nobody, on a
+// TUN that root prepared for that user: the no-capability set-up the README
+// describes. Policy routing hands it only GENEVE leaving the site.
+func (l *natLab) startGateway(ns, peer4, self4, allow string) {
+	l.in(ns, "ip", "tuntap", "add", "dev", "gw0", "mode", "tun", "user", "65534")
+	l.must("ip", "-n", ns, "link", "set", "gw0", "up")
+	l.must("ip", "-n", ns, "-6", "rule", "add", "iif", "lan", "ipproto", "udp", "sport", "6081", "lookup", "200")
+	l.must("ip", "-n", ns, "-6", "route", "add", labPrefix, "dev", "gw0", "table", "200")
+	p := l.start(ns, "gateway-"+ns, nil, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		l.bin, "gateway", "--ipv4", strings.TrimSuffix(self4, "/24"), "--prefix", labPrefix, "--allow", allow, "--tun", "gw0")
+	l.waitLog(p, "gateway listening")
+}
+
+// endpoint runs a geneve64 endpoint inside ns.
+func (l *natLab) endpoint(ns, name string, args ...string) *labProc {
+	p := l.start(ns, name, nil, append([]string{l.bin}, append(args, "--keepalive", "2s", "--nat64-prefix", labPrefix)...)...)
+	l.waitLog(p, "outer socket listening")
+	return p
+}
+
+// curl fetches url in ns through the SOCKS proxy at 127.0.0.1:1080 there.
+func (l *natLab) curl(ns, url string, extra ...string) (string, error) {
+	args := append([]string{"netns", "exec", ns, "curl", "-sS", "--max-time", "30", "--socks5-hostname", "127.0.0.1:1080"}, extra...)
+	out, err := exec.Command("ip", append(args, url)...).CombinedOutput()
+	return string(out), err
+}
+
+func (l *natLab) eventuallyCurl(ns, url, want string) {
+	l.t.Helper()
+	var out string
+	var err error
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if out, err = l.curl(ns, url); err == nil && out == want {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	l.t.Fatalf("curl %s in %s: %q, %v", url, ns, out, err)
+}
+
+// TestKernelClientServer: the original README's client/server tunnel on
+// real kernels. The client in site A sits behind a plain NAT64; the server
+// in site B behind TAYGA and geneve64 gateway. curl in site A reaches an
+// HTTP server on site B's host through SOCKS5, the tunnel and egress; a
+// transfer survives a NAT rebinding on site A's NAT64; tshark's own GENEVE
+// dissector agrees with what we put on the wire.
+func TestKernelClientServer(t *testing.T) {
+	l := newNATLab(t, false, true)
+	l.helper(l.siteB, "http-siteB", "127.0.0.1:8080")
+	srv := l.endpoint(l.siteB, "server", "server", "42", "2001:db8:b::1", "fdd9:f2f4:ed01::/64", "--egress", "--addr", "10.42.0.1/24")
+	l.endpoint(l.siteA, "client", "client", "42", "fdd9:f2f4:ed01::1", "203.0.113.90", "2001:db8:b::1",
+		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--socks", "127.0.0.1:1080")
+
+	// Capture the tunnel on site B's WAN while curl runs.
+	capture := filepath.Join(l.dir, "wan.pcap")
+	tsh := l.start(l.natB, "tshark", nil, "tshark", "-i", "wan", "-f", "udp port 6081", "-w", capture)
+	l.waitLog(tsh, "Capturing on")
+	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
+	l.waitLog(srv, "peer heard")
+	time.Sleep(300 * time.Millisecond)
+	tsh.cmd.Process.Signal(os.Interrupt)
+	tsh.cmd.Wait()
+	checkDissection(t, capture)
+
+	// A 32 MiB download, slowed to last seconds, with site A's NAT64
+	// forgetting every mapping in the middle.
+	const n = 32 << 20
+	file := filepath.Join(l.dir, "download")
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.curl(l.siteA, fmt.Sprintf("http://localhost:8080/download?n=%d&seed=5", n), "--limit-rate", "12M", "-o", file)
+		done <- err
+	}()
+	time.Sleep(time.Second)
+	l.in(l.natA, "conntrack", "-F")
+	if err := <-done; err != nil {
+		t.Fatalf("download across the rebinding: %v", err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil || int64(len(b)) != n {
+		t.Fatalf("downloaded %d bytes, %v", len(b), err)
+	}
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != streamHash(5, n) {
+		t.Fatal("download corrupted")
+	}
+	l.waitLog(srv, "peer path moved")
+}
+
+// checkDissection reads a capture with tshark's GENEVE dissector and
+// checks every tunnel packet: VNI, protocol type, the NAT64 option's
+// class, type and length, and a valid outer UDP checksum.
+func checkDissection(t *testing.T, capture string) {
+	t.Helper()
+	out, err := exec.Command("tshark", "-r", capture, "-o", "udp.check_checksum:TRUE", "-T", "fields", "-E", "separator=|",
+		"-e", "udp.srcport", "-e", "udp.dstport", "-e", "geneve.vni", "-e", "geneve.proto_type", "-e", "geneve.flags.oam",
+		"-e", "geneve.option.class", "-e", "geneve.option.type", "-e", "geneve.option.length", "-e", "udp.checksum.status").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	data, oam := 0, 0
+	for _, line := range lines {
+		f := strings.Split(line, "|")
+		if len(f) != 9 {
+			t.Fatalf("tshark line %q", line)
+		}
+		first := func(s string) string { return strings.Split(s, ",")[0] }
+		if first(f[2]) != "0x00002a" || first(f[5]) != "0x0162" || first(f[6]) != "0x01" || first(f[7]) != "36" || first(f[8]) != "1" {
+			t.Fatalf("tshark dissected %q: want VNI 42, option 0x0162/0x01 length 36, good checksum", line)
+		}
+		if first(f[0]) != "6081" && first(f[1]) != "6081" {
+			t.Fatalf("no port 6081 in %q", line)
+		}
+		switch {
+		case first(f[4]) == "1" || first(f[4]) == "True":
+			oam++
+			if first(f[3]) != "0x88b5" {
+				t.Fatalf("OAM packet with protocol %s", f[3])
+			}
+		default:
+			data++
+			if first(f[3]) != "0x6558" {
+				t.Fatalf("data packet with protocol %s", f[3])
+			}
+		}
+	}
+	if data == 0 {
+		t.Fatalf("no data packets among %d captured", len(lines))
+	}
+	t.Logf("tshark: %d data and %d OAM packets, all dissected as expected", data, oam)
+}
+
+// TestKernelSymmetric: the original README's symmetric tunnel, both sites'
+// NAT64s with the gateway.
+func TestKernelSymmetric(t *testing.T) {
+	l := newNATLab(t, true, true)
+	l.helper(l.siteB, "http-siteB", "127.0.0.1:8080")
+	l.endpoint(l.siteA, "a", "symmetric", "42", "2001:db8:a::1", "2001:db8:64::203.0.113.90", "2001:db8:b::1",
+		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--socks", "127.0.0.1:1080")
+	b := l.endpoint(l.siteB, "b", "symmetric", "42", "2001:db8:b::1", "2001:db8:64::198.51.100.7", "2001:db8:a::1",
+		"--addr", "10.42.0.1/24", "--egress")
+	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
+	// B hears A from A's gateway's port 6081: the extension on both sides.
+	l.waitLog(b, `from=[2001:db8:64::c633:6407]:6081`)
+}
+
+// TestKernelAuto: auto mode on both ends, only site B's NAT64 with the
+// gateway: B learns A's real path from A's packets.
+func TestKernelAuto(t *testing.T) {
+	l := newNATLab(t, false, true)
+	l.helper(l.siteB, "http-siteB", "127.0.0.1:8080")
+	l.endpoint(l.siteA, "a", "auto", "42", "2001:db8:a::1", "2001:db8:64::203.0.113.90", "2001:db8:b::1",
+		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--socks", "127.0.0.1:1080")
+	b := l.endpoint(l.siteB, "b", "auto", "42", "2001:db8:b::1", "2001:db8:64::198.51.100.7", "2001:db8:a::1",
+		"--addr", "10.42.0.1/24", "--egress")
+	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
+	l.waitLog(b, "peer path moved")
+}
+
+// openTUNDevice makes /dev/net/tun open to all, as most distributions ship
+// it, for the test's duration: the unprivileged gateway needs that.
+func openTUNDevice(t *testing.T) {
+	st, err := os.Stat("/dev/net/tun")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() == 0o666 {
+		return
+	}
+	if err := os.Chmod("/dev/net/tun", 0o666); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod("/dev/net/tun", st.Mode().Perm()) })
+}
+
+// TestKernelGatewayPrivileges: without root, CAP_NET_ADMIN or a TUN made
+// for it, the gateway says what it needs and exits 1.
+func TestKernelGatewayPrivileges(t *testing.T) {
+	l := newLab(t)
+	openTUNDevice(t)
+	bin := l.binary()
+	ns := l.ns("bare")
+	l.must("ip", "-n", ns, "addr", "add", "192.0.2.10/24", "dev", "lo")
+	out, err := exec.Command("ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		bin, "gateway", "--ipv4", "192.0.2.10", "--allow", "2001:db8:b::/64", "--tun", "gwx").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit %v, want 1:\n%s", err, out)
+	}
+	for _, want := range []string{"CAP_NET_ADMIN", "ip tuntap add dev gwx mode tun user"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("message lacks %q:\n%s", want, out)
+		}
+	}
+}
