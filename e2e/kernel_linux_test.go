@@ -91,7 +91,8 @@ func (l *natLab) startGateway(ns, peer4, self4, allow string) {
 	l.must("ip", "-n", ns, "-6", "rule", "add", "iif", "lan", "ipproto", "udp", "sport", "6081", "lookup", "200")
 	l.must("ip", "-n", ns, "-6", "route", "add", labPrefix, "dev", "gw0", "table", "200")
 	p := l.start(ns, "gateway-"+ns, nil, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-		l.bin, "gateway", "--ipv4", strings.TrimSuffix(self4, "/24"), "--prefix", labPrefix, "--allow", allow, "--tun", "gw0")
+		l.bin, "gateway", "--ipv4", strings.TrimSuffix(self4, "/24"), "--prefix", labPrefix, "--allow", allow, "--tun", "gw0",
+		"--metrics", "127.0.0.1:9101")
 	l.waitLog(p, "gateway listening")
 }
 
@@ -169,6 +170,18 @@ func TestKernelClientServer(t *testing.T) {
 		t.Fatal("download corrupted")
 	}
 	l.waitLog(srv, "peer path moved")
+
+	// The gateway counted what it relayed each way.
+	m := l.in(l.natB, "curl", "-sS", "http://127.0.0.1:9101/metrics")
+	for _, dir := range []string{"to-ipv4", "to-ipv6"} {
+		if !strings.Contains(m, `geneve64_gateway_relayed_total{direction="`+dir+`"} `) ||
+			strings.Contains(m, `geneve64_gateway_relayed_total{direction="`+dir+`"} 0`+"\n") {
+			t.Fatalf("gateway metrics show nothing relayed %s:\n%s", dir, m)
+		}
+	}
+	if !strings.Contains(m, `geneve64_gateway_drops_total{reason="not-allowed"} 0`) {
+		t.Fatalf("gateway metrics:\n%s", m)
+	}
 }
 
 // checkDissection reads a capture with tshark's GENEVE dissector and

@@ -289,3 +289,29 @@ func TestReceiverDrops(t *testing.T) {
 	ss.waitFor(t, frame)
 	_ = c
 }
+
+// TestServerExpiresIdlePeers: a client heard from no longer than
+// PeerTimeout is forgotten, and its slot is free for another.
+func TestServerExpiresIdlePeers(t *testing.T) {
+	cs, ls := loopback(t)
+	srv, _ := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour,
+		MaxPeers: 1, PeerTimeout: 300 * time.Millisecond})
+	path := Target{Addr: cs.LocalAddr().Addr(), Port: cs.LocalAddr().Port()}
+	_, l1 := loopback(t)
+	c1, _ := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(idClient, 0), Path: path,
+		Remote: netip.PrefixFrom(idServer, 128), Listen: l1, Keepalive: time.Hour})
+	waitUntil(t, "the first client", func() bool { return len(srv.Peers()) == 1 })
+	c1.Close()
+	waitUntil(t, "the first client to expire", func() bool { return len(srv.Peers()) == 0 })
+	_, l2 := loopback(t)
+	start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(netip.MustParseAddr("fdd9:f2f4:ed01::2"), 0), Path: path,
+		Remote: netip.PrefixFrom(idServer, 128), Listen: l2, Keepalive: time.Hour})
+	waitUntil(t, "the second client in the freed slot", func() bool {
+		p := srv.Peers()
+		return len(p) == 1 && p[0].Identity == netip.MustParseAddr("fdd9:f2f4:ed01::2")
+	})
+	if srv.Stats().Drops(DropPeerLimit) != 0 {
+		t.Fatalf("%d peer-limit drops", srv.Stats().Drops(DropPeerLimit))
+	}
+}

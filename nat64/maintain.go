@@ -8,11 +8,16 @@ import (
 // maintainLoop sends keepalives, notices silent peers and expires idle ones.
 func (e *Endpoint) maintainLoop() {
 	defer e.wg.Done()
-	tick := e.cfg.Keepalive / 5
-	if e.cfg.Keepalive < 0 {
-		tick = e.cfg.PeerTimeout / 5
+	// Tick five times per keepalive interval and, on a server, per peer
+	// timeout, whichever is shorter, so neither fires late by much.
+	tick := 5 * time.Second
+	if e.cfg.Keepalive > 0 {
+		tick = min(tick, e.cfg.Keepalive/5)
 	}
-	tick = min(max(tick, 5*time.Millisecond), 5*time.Second)
+	if e.single == nil {
+		tick = min(tick, e.cfg.PeerTimeout/5)
+	}
+	tick = max(tick, 5*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // pipeLink joins two stacks: frames sent on one are delivered to the other
@@ -283,6 +285,29 @@ func TestEgress(t *testing.T) {
 	}
 	if _, err := a.LookupNetIP(ctx(t), "ip4", "no-such-name.invalid"); err == nil || !strings.Contains(err.Error(), "no such host") {
 		t.Fatalf("NXDOMAIN through the tunnel: %v", err)
+	}
+	// The same over TCP port 53, as resolvers ask when UDP answers are truncated.
+	tc, err := a.DialContext(ctx(t), "tcp", "10.42.0.1:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	q := dnsmessage.Message{Header: dnsmessage.Header{ID: 7, RecursionDesired: true},
+		Questions: []dnsmessage.Question{{Name: dnsmessage.MustNewName("localhost."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}}}
+	qb, _ := q.Pack()
+	tc.Write(append([]byte{byte(len(qb) >> 8), byte(len(qb))}, qb...))
+	var n2 [2]byte
+	io.ReadFull(tc, n2[:])
+	rb := make([]byte, int(n2[0])<<8|int(n2[1]))
+	if _, err := io.ReadFull(tc, rb); err != nil {
+		t.Fatal(err)
+	}
+	var r dnsmessage.Message
+	if err := r.Unpack(rb); err != nil || r.ID != 7 || r.RCode != dnsmessage.RCodeSuccess || len(r.Answers) != 1 {
+		t.Fatalf("DNS over TCP: %+v %v", r, err)
+	}
+	if a, ok := r.Answers[0].Body.(*dnsmessage.AResource); !ok || a.A != [4]byte{10, 42, 0, 1} {
+		t.Fatalf("DNS over TCP answered %v", r.Answers[0].Body)
 	}
 }
 

@@ -38,6 +38,7 @@ type Settings struct {
 	Forward     []string      `toml:"forward" flag:"forward"`
 	Reverse     []string      `toml:"reverse" flag:"reverse"`
 	Egress      bool          `toml:"egress" flag:"egress"`
+	SLAAC       bool          `toml:"slaac" flag:"slaac"`
 	Payload     string        `toml:"payload" flag:"payload"`
 	MTU         int           `toml:"mtu" flag:"mtu"`
 	PathMTU     int           `toml:"path-mtu" flag:"path-mtu"`
@@ -69,6 +70,7 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.StringArrayVar(&s.Forward, "forward", nil, "[tcp|udp/]HOSTADDR=INNERADDR: listen on the host, connect through the tunnel (repeatable)")
 	fs.StringArrayVar(&s.Reverse, "reverse", nil, "[tcp|udp/]INNERADDR=HOSTADDR: listen in the tunnel, connect on the host (repeatable)")
 	fs.BoolVar(&s.Egress, "egress", false, "serve flows from peers to any address out of this host, and DNS on port 53")
+	fs.BoolVar(&s.SLAAC, "slaac", false, "configure inner IPv6 addresses and routes from router advertisements (the far end is a site router)")
 	fs.StringVar(&s.Payload, "payload", d.Payload, "inner payload: ethernet or ip")
 	fs.IntVar(&s.MTU, "mtu", 0, "inner MTU (default: from --path-mtu less every header)")
 	fs.IntVar(&s.PathMTU, "path-mtu", d.PathMTU, "outer path MTU the inner MTU is computed from")
@@ -234,7 +236,10 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		}
 		sc.DNS = append(sc.DNS, a)
 	}
-	sc.Egress = s.Egress
+	sc.Egress, sc.SLAAC = s.Egress, s.SLAAC
+	if s.SLAAC && ec.Protocol != geneve.ProtocolEthernet {
+		return c, usageError{errors.New("--slaac needs --payload ethernet: router advertisements travel on a link")}
+	}
 	if s.MTU != 0 && (s.MTU < 576 || s.MTU > 65521 || (v6 && s.MTU < 1280)) {
 		return c, usagef("--mtu %d: want 576..65521, and at least 1280 with IPv6 inside", s.MTU)
 	}
@@ -272,8 +277,8 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 			return c, usagef("--metrics %q: want HOST:PORT", s.Metrics)
 		}
 	}
-	if len(sc.Addrs) == 0 && (c.SOCKS != nil || len(c.Forwards) > 0 || sc.Egress) {
-		return c, usageError{errors.New("--addr is needed for SOCKS, forwards and egress: the netstack has no address")}
+	if len(sc.Addrs) == 0 && !sc.SLAAC && (c.SOCKS != nil || len(c.Forwards) > 0 || sc.Egress) {
+		return c, usageError{errors.New("--addr (or --slaac) is needed for SOCKS, forwards and egress: the netstack has no address")}
 	}
 	return c, nil
 }
