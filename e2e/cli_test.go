@@ -267,3 +267,40 @@ func TestCLIDemoOnce(t *testing.T) {
 		t.Fatalf("demo --once: %v\n%s", err, out)
 	}
 }
+
+// TestCLIBench: the benchmark command runs end to end and reports every
+// figure the README's performance table has (a smoke test: figures are
+// printed, never asserted on, since machines are noisy).
+func TestCLIBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench takes a few seconds")
+	}
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "bench", "--quick", "--duration", "300ms", "--json").Output()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	var doc struct {
+		Results []struct {
+			Name  string
+			Value float64
+		}
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out)
+	}
+	names := map[string]float64{}
+	for _, r := range doc.Results {
+		names[r.Name] = r.Value
+	}
+	for _, want := range []string{"kernel loopback TCP, 1 stream", "SOCKS5 1-byte ping-pong p50",
+		"SOCKS5, 1 stream(s) up, inner MTU 1394 (1500-byte outer path)", "forward, 1 stream down, inner MTU 9000",
+		"SOCKS5 connections (CONNECT, first byte, close)", "RSS near end (SOCKS), idle", "bare tunnel frames (encap→UDP→decap, no netstack)"} {
+		if v, ok := names[want]; !ok || v <= 0 {
+			t.Errorf("bench reported %q = %v", want, v)
+		}
+	}
+}

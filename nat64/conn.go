@@ -7,7 +7,9 @@ import (
 // A Message is one outer UDP datagram in a batch.
 type Message struct {
 	// Buf holds the datagram. For ReadBatch it is the buffer to fill (its
-	// length is the capacity used); for WriteBatch, the datagram to send.
+	// length is the capacity used), which ReadBatch may replace with memory
+	// of the connection's own, valid until the next ReadBatch: set it again
+	// before each call. For WriteBatch, the datagram to send.
 	Buf []byte
 	// N is the number of bytes ReadBatch put into Buf.
 	N int

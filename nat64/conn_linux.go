@@ -3,98 +3,211 @@
 package nat64
 
 import (
+	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
-// batchIO holds recvmmsg/sendmmsg state: x/net's ipv4 and ipv6 Message
-// types are the same type, so one scratch array serves both families.
+// Linux batch I/O: recvmmsg/sendmmsg through x/net, plus UDP segmentation
+// offload both ways where the kernel has it. On send, consecutive datagrams
+// for one peer of one size go out as one UDP_SEGMENT super-datagram (its
+// iovecs point at the callers' buffers: no copy). On receive, UDP_GRO hands
+// over coalesced super-datagrams that are split here. Over loopback the
+// kernel then never segments at all: it carries 64 KiB per trip through its
+// UDP stack instead of one datagram.
+const (
+	maxGSOSegments = 64    // the kernel's UDP_MAX_SEGMENTS
+	maxGSOBytes    = 65000 // below the largest UDP payload, with headers
+)
+
 type batchIO struct {
-	is6   bool
-	p4    *ipv4.PacketConn
-	p6    *ipv6.PacketConn
-	rmsgs []ipv6.Message
-	rbufs [][1][]byte
-	wmsgs []ipv6.Message
-	wbufs [][1][]byte
-	waddr []net.UDPAddr // reused destination addresses: no allocation per send
-	wip   [][16]byte
+	is6      bool
+	p4       *ipv4.PacketConn
+	p6       *ipv6.PacketConn
+	gso, gro bool
+
+	// Read side. With GRO, reads land in buffers owned here and are split
+	// into pend; the next recvmmsg waits until pend is drained.
+	rmsgs   []ipv6.Message
+	riov    [][1][]byte
+	rbufs   [][]byte
+	roob    [][]byte
+	pend    []pending
+	pendOff int
+
+	// Write side, grouped: one message per run of same-peer datagrams.
+	wmsgs  []ipv6.Message
+	wiov   [][][]byte
+	woob   [][]byte
+	waddr  []net.UDPAddr
+	wip    [][16]byte
+	wcount []int
+}
+
+type pending struct {
+	b    []byte
+	addr netip.AddrPort
 }
 
 func newBatchIO(c *net.UDPConn, is6 bool) *batchIO {
 	b := &batchIO{
-		is6:   is6,
-		rmsgs: make([]ipv6.Message, defaultBatch),
-		rbufs: make([][1][]byte, defaultBatch),
-		wmsgs: make([]ipv6.Message, defaultBatch),
-		wbufs: make([][1][]byte, defaultBatch),
-		waddr: make([]net.UDPAddr, defaultBatch),
-		wip:   make([][16]byte, defaultBatch),
+		is6:    is6,
+		rmsgs:  make([]ipv6.Message, defaultBatch),
+		riov:   make([][1][]byte, defaultBatch),
+		rbufs:  make([][]byte, defaultBatch),
+		roob:   make([][]byte, defaultBatch),
+		wmsgs:  make([]ipv6.Message, defaultBatch),
+		wiov:   make([][][]byte, defaultBatch),
+		woob:   make([][]byte, defaultBatch),
+		waddr:  make([]net.UDPAddr, defaultBatch),
+		wip:    make([][16]byte, defaultBatch),
+		wcount: make([]int, defaultBatch),
 	}
 	if is6 {
 		b.p6 = ipv6.NewPacketConn(c)
 	} else {
 		b.p4 = ipv4.NewPacketConn(c)
 	}
+	if rc, err := c.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			// UDP_SEGMENT exists where getsockopt knows it (Linux 4.18).
+			_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+			b.gso = err == nil
+			b.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+		})
+	}
+	for i := range b.rmsgs {
+		b.woob[i] = make([]byte, unix.CmsgSpace(2))
+		if b.gro {
+			b.rbufs[i] = make([]byte, maxDatagram)
+			b.roob[i] = make([]byte, unix.CmsgSpace(4))
+		}
+	}
 	return b
 }
 
 func (b *batchIO) read(msgs []Message) (int, error) {
-	n := min(len(msgs), len(b.rmsgs))
-	for i := 0; i < n; i++ {
-		b.rbufs[i][0] = msgs[i].Buf
-		b.rmsgs[i].Buffers = b.rbufs[i][:]
+	if !b.gro {
+		return b.readPlain(msgs)
 	}
-	var got int
-	var err error
-	if b.is6 {
-		got, err = b.p6.ReadBatch(b.rmsgs[:n], 0)
-	} else {
-		got, err = b.p4.ReadBatch(b.rmsgs[:n], 0)
-	}
-	for i := 0; i < got; i++ {
-		msgs[i].N = b.rmsgs[i].N
-		if ua, ok := b.rmsgs[i].Addr.(*net.UDPAddr); ok {
-			ap := ua.AddrPort()
-			msgs[i].Addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if b.pendOff == len(b.pend) {
+		if err := b.fill(); err != nil {
+			return 0, err
 		}
 	}
+	k := 0
+	for ; k < len(msgs) && b.pendOff < len(b.pend); k++ {
+		p := b.pend[b.pendOff]
+		b.pendOff++
+		msgs[k].Buf, msgs[k].N, msgs[k].Addr = p.b, len(p.b), p.addr
+	}
+	return k, nil
+}
+
+// fill reads one batch of (possibly coalesced) datagrams into pend.
+func (b *batchIO) fill() error {
+	b.pend, b.pendOff = b.pend[:0], 0
+	for i := range b.rmsgs {
+		b.riov[i][0] = b.rbufs[i]
+		b.rmsgs[i].Buffers = b.riov[i][:]
+		b.rmsgs[i].OOB = b.roob[i]
+	}
+	got, err := b.readBatch(b.rmsgs)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < got; i++ {
+		m := &b.rmsgs[i]
+		addr := addrOf(m.Addr)
+		data := b.rbufs[i][:m.N]
+		seg := groSize(m.OOB[:m.NN])
+		if seg <= 0 || seg >= len(data) {
+			b.pend = append(b.pend, pending{data, addr})
+			continue
+		}
+		for off := 0; off < len(data); off += seg {
+			b.pend = append(b.pend, pending{data[off:min(off+seg, len(data))], addr})
+		}
+	}
+	return nil
+}
+
+func (b *batchIO) readPlain(msgs []Message) (int, error) {
+	n := min(len(msgs), len(b.rmsgs))
+	for i := 0; i < n; i++ {
+		b.riov[i][0] = msgs[i].Buf
+		b.rmsgs[i].Buffers = b.riov[i][:]
+		b.rmsgs[i].OOB = nil
+	}
+	got, err := b.readBatch(b.rmsgs[:n])
+	for i := 0; i < got; i++ {
+		msgs[i].N = b.rmsgs[i].N
+		msgs[i].Addr = addrOf(b.rmsgs[i].Addr)
+	}
 	return got, err
+}
+
+func (b *batchIO) readBatch(ms []ipv6.Message) (int, error) {
+	if b.is6 {
+		return b.p6.ReadBatch(ms, 0)
+	}
+	return b.p4.ReadBatch(ms, 0)
+}
+
+func addrOf(a net.Addr) netip.AddrPort {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// groSize returns the segment size in a UDP_GRO control message, or 0.
+func groSize(oob []byte) int {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return 0
+		}
+		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
+			return int(binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):]))
+		}
+		oob = oob[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(oob)):]
+	}
+	return 0
+}
+
+// putSegment writes a UDP_SEGMENT control message for size into oob.
+func putSegment(oob []byte, size int) []byte {
+	oob = oob[:unix.CmsgSpace(2)]
+	clear(oob)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(size))
+	return oob
 }
 
 func (b *batchIO) write(msgs []Message) (int, error) {
 	sent := 0
 	for sent < len(msgs) {
-		n := min(len(msgs)-sent, len(b.wmsgs))
-		for i := 0; i < n; i++ {
-			m := &msgs[sent+i]
-			b.wbufs[i][0] = m.Buf
-			b.wmsgs[i].Buffers = b.wbufs[i][:]
-			ua := &b.waddr[i]
-			a := m.Addr.Addr()
-			if b.is6 {
-				b.wip[i] = a.As16()
-				ua.IP = b.wip[i][:]
-			} else {
-				a4 := a.Unmap().As4()
-				copy(b.wip[i][:4], a4[:])
-				ua.IP = b.wip[i][:4]
-			}
-			ua.Port = int(m.Addr.Port())
-			ua.Zone = ""
-			b.wmsgs[i].Addr = ua
+		g := b.group(msgs[sent:])
+		got, err := b.writeBatch(b.wmsgs[:g])
+		if err != nil && b.gso && got == 0 && b.wcount[0] > 1 &&
+			(errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
+			b.gso = false // the path cannot segment: send datagrams one by one
+			continue
 		}
-		var got int
-		var err error
-		if b.is6 {
-			got, err = b.p6.WriteBatch(b.wmsgs[:n], 0)
-		} else {
-			got, err = b.p4.WriteBatch(b.wmsgs[:n], 0)
+		for k := 0; k < got; k++ {
+			sent += b.wcount[k]
 		}
-		sent += got
 		if err != nil {
 			return sent, err
 		}
@@ -103,4 +216,65 @@ func (b *batchIO) write(msgs []Message) (int, error) {
 		}
 	}
 	return sent, nil
+}
+
+// group packs msgs into b.wmsgs, one message per run of datagrams to one
+// peer whose sizes are equal (the last may be shorter), and returns how
+// many messages it made.
+func (b *batchIO) group(msgs []Message) int {
+	g := 0
+	for i := 0; i < len(msgs) && g < len(b.wmsgs); g++ {
+		size := len(msgs[i].Buf)
+		j, total := i+1, size
+		if b.gso && size > 0 {
+			for j < len(msgs) && j-i < maxGSOSegments && msgs[j].Addr == msgs[i].Addr && total+len(msgs[j].Buf) <= maxGSOBytes {
+				l := len(msgs[j].Buf)
+				if l > size || l == 0 {
+					break
+				}
+				total += l
+				j++
+				if l < size {
+					break // only the last segment may be shorter
+				}
+			}
+		}
+		iov := b.wiov[g][:0]
+		for k := i; k < j; k++ {
+			iov = append(iov, msgs[k].Buf)
+		}
+		b.wiov[g] = iov
+		m := &b.wmsgs[g]
+		m.Buffers = iov
+		m.OOB = nil
+		if j-i > 1 {
+			m.OOB = putSegment(b.woob[g], size)
+		}
+		m.Addr = b.udpAddr(g, msgs[i].Addr)
+		b.wcount[g] = j - i
+		i = j
+	}
+	return g
+}
+
+func (b *batchIO) udpAddr(g int, a netip.AddrPort) *net.UDPAddr {
+	ua := &b.waddr[g]
+	if b.is6 {
+		b.wip[g] = a.Addr().As16()
+		ua.IP = b.wip[g][:]
+	} else {
+		a4 := a.Addr().Unmap().As4()
+		copy(b.wip[g][:4], a4[:])
+		ua.IP = b.wip[g][:4]
+	}
+	ua.Port = int(a.Port())
+	ua.Zone = ""
+	return ua
+}
+
+func (b *batchIO) writeBatch(ms []ipv6.Message) (int, error) {
+	if b.is6 {
+		return b.p6.WriteBatch(ms, 0)
+	}
+	return b.p4.WriteBatch(ms, 0)
 }

@@ -17,11 +17,15 @@ func (e *Endpoint) receiveLoop() {
 	defer e.wg.Done()
 	n := e.conn.BatchSize()
 	msgs := make([]Message, n)
+	bufs := make([][]byte, n)
 	for i := range msgs {
-		msgs[i].Buf = make([]byte, maxDatagram)
+		bufs[i] = make([]byte, maxDatagram)
 	}
 	rx := &rxState{deliver: make([][]byte, 0, n), out: newSendBatch(n)}
 	for {
+		for i := range msgs {
+			msgs[i].Buf = bufs[i] // ReadBatch may have lent us its own
+		}
 		k, err := e.conn.ReadBatch(msgs)
 		if err != nil {
 			select {

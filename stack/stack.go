@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -64,7 +65,12 @@ func New(link Link, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	st.ep = newLinkEndpoint(link, uint32(cfg.MTU), cfg.Payload == Ethernet, tcpip.LinkAddress(cfg.MAC))
-	if err := s.CreateNICWithOptions(nicID, st.ep, gvstack.NICOptions{Name: "geneve64"}); err != nil {
+	// The FIFO discipline queues the packets TCP writes one at a time and
+	// one dispatcher drains them in batches: a burst of segments becomes one
+	// WritePackets call, so one sendmmsg (with UDP GSO, one trip through the
+	// kernel) instead of one system call per segment.
+	qd := fifo.New(st.ep, 1, 1024)
+	if err := s.CreateNICWithOptions(nicID, st.ep, gvstack.NICOptions{Name: "geneve64", QDisc: qd}); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stack: creating NIC: %s", err)
 	}

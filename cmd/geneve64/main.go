@@ -16,7 +16,10 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	stop := startProfile()
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // run executes the command line and returns the exit code: 0 on success,
@@ -57,6 +60,7 @@ NAT64 extension option so a NAT64 gateway that knows it can route them to IPv6 h
 		endpointCommand(modeAuto, stderr),
 		gatewayCommand(stderr),
 		demoCommand(stdout, stderr),
+		benchCommand(stdout, stderr),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// benchResult is one line of the benchmark table.
+type benchResult struct {
+	Name    string  `json:"name"`
+	Value   float64 `json:"value"`
+	Unit    string  `json:"unit"`
+	OfPct   float64 `json:"percent_of_kernel,omitempty"` // the same figure as a share of kernel loopback
+	Comment string  `json:"comment,omitempty"`
+}
+
+type benchOpts struct {
+	duration time.Duration
+	jsonOut  bool
+	quick    bool
+}
+
+func benchCommand(stdout, stderr io.Writer) *cobra.Command {
+	var o benchOpts
+	cmd := &cobra.Command{
+		Use:   "bench [--json] [--duration D]",
+		Short: "Measure the tunnel: throughput, latency, connection rate, memory, bare frames/s",
+		Long: `Runs both endpoints as child processes on loopback UDP (far end with egress, near end with
+SOCKS5 and a forward), drives them from this process against a TCP sink on the host, and
+prints one table, with kernel loopback TCP measured in the same run as the baseline.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := runBench(stderr, o)
+			if err != nil {
+				return err
+			}
+			if o.jsonOut {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{"machine": machineInfo(), "results": res})
+			}
+			printBench(stdout, res)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&o.duration, "duration", 3*time.Second, "how long each throughput and rate figure runs")
+	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
+	cmd.Flags().BoolVar(&o.quick, "quick", false, "fewer, shorter runs (for CI smoke tests)")
+	return cmd
+}
+
+func machineInfo() map[string]any {
+	host, _ := os.Hostname()
+	return map[string]any{"cpus": runtime.NumCPU(), "go": runtime.Version(), "os": runtime.GOOS + "/" + runtime.GOARCH,
+		"host": host, "date": time.Now().UTC().Format("2006-01-02")}
+}
+
+func printBench(w io.Writer, res []benchResult) {
+	m := machineInfo()
+	fmt.Fprintf(w, "geneve64 bench: %v CPUs, %v, %v, %v\n\n", m["cpus"], m["go"], m["os"], m["date"])
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "what\tvalue\tunit\t% of kernel\t")
+	for _, r := range res {
+		pct := ""
+		if r.OfPct > 0 {
+			pct = fmt.Sprintf("%.1f%%", r.OfPct)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, fmtValue(r.Value), r.Unit, pct, r.Comment)
+	}
+	tw.Flush()
+}
+
+func fmtValue(v float64) string {
+	switch {
+	case v >= 1000:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
+	if o.quick {
+		o.duration = min(o.duration, 500*time.Millisecond)
+	}
+	snk, err := startSink()
+	if err != nil {
+		return nil, err
+	}
+	defer snk.close()
+	var res []benchResult
+	add := func(r benchResult) {
+		res = append(res, r)
+		fmt.Fprintf(log, "  %-52s %s %s\n", r.Name, fmtValue(r.Value), r.Unit)
+	}
+
+	// The baseline: kernel TCP over loopback, same sink, same load.
+	kernelDial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(snk.port())))
+	}
+	kernel1 := bulk(kernelDial, 1, sinkUpload, o.duration, snk)
+	add(benchResult{Name: "kernel loopback TCP, 1 stream", Value: kernel1, Unit: "Gbit/s"})
+	restore, pinned := pinAll()
+	kp50, kp99 := pingPong(kernelDial, pingPongRounds(o))
+	restore()
+	add(benchResult{Name: "kernel loopback TCP ping-pong p50", Value: us(kp50), Unit: "µs", Comment: pinned})
+	add(benchResult{Name: "kernel loopback TCP ping-pong p99", Value: us(kp99), Unit: "µs", Comment: pinned})
+
+	for _, mtu := range []struct {
+		name string
+		mtu  int
+	}{{"inner MTU 1394 (1500-byte outer path)", 0}, {"inner MTU 9000", 9000}} {
+		bp, err := startBenchPair(snk.port(), mtu.mtu)
+		if err != nil {
+			return nil, err
+		}
+		if mtu.mtu == 0 {
+			// Idle memory before any load: afterwards the runtime keeps
+			// what it grew to for a while.
+			time.Sleep(200 * time.Millisecond)
+			bp.nearIdle, bp.farIdle = rssKB(bp.near.Process.Pid), rssKB(bp.far.Process.Pid)
+			add(benchResult{Name: "RSS near end (SOCKS), idle", Value: float64(bp.nearIdle) / 1024, Unit: "MB"})
+			add(benchResult{Name: "RSS far end (egress), idle", Value: float64(bp.farIdle) / 1024, Unit: "MB"})
+		}
+		socksDial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
+		fwdDial := func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp4", bp.forward)
+		}
+		streams := []int{1, 4, 16}
+		if o.quick {
+			streams = []int{1}
+		}
+		for _, n := range streams {
+			for _, dir := range []byte{sinkUpload, sinkDownload} {
+				g := bulk(socksDial, n, dir, o.duration, snk)
+				add(benchResult{Name: fmt.Sprintf("SOCKS5, %d stream(s) %s, %s", n, dirName(dir), mtu.name), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
+			}
+		}
+		g := bulk(fwdDial, 1, sinkUpload, o.duration, snk)
+		add(benchResult{Name: "forward, 1 stream up, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
+		g = bulk(fwdDial, 1, sinkDownload, o.duration, snk)
+		add(benchResult{Name: "forward, 1 stream down, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
+		if mtu.mtu == 0 {
+			res = append(res, tunnelOnlyFigures(bp, snk, socksDial, o, add, kp50)...)
+		}
+		bp.stop()
+	}
+	bare, allocs := bareTunnel(o)
+	add(benchResult{Name: "bare tunnel frames (encap→UDP→decap, no netstack)", Value: bare, Unit: "frames/s"})
+	add(benchResult{Name: "bare tunnel allocations", Value: allocs, Unit: "allocs/frame"})
+	return res, nil
+}
+
+func dirName(d byte) string {
+	if d == sinkUpload {
+		return "up"
+	}
+	return "down"
+}
+
+func pingPongRounds(o benchOpts) int {
+	if o.quick {
+		return 500
+	}
+	return 5000
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// tunnelOnlyFigures: latency, connection rate and memory through SOCKS.
+func tunnelOnlyFigures(bp *benchPair, snk *sink, dial func(context.Context) (net.Conn, error), o benchOpts,
+	add func(benchResult), kernelP50 time.Duration) []benchResult {
+	restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
+	p50, p99 := pingPong(dial, pingPongRounds(o))
+	restore()
+	add(benchResult{Name: "SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
+	add(benchResult{Name: "SOCKS5 1-byte ping-pong p99", Value: us(p99), Unit: "µs", Comment: pinned})
+
+	rate := connRate(dial, o.duration)
+	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s"})
+
+	nearBase, farBase := rssKB(bp.near.Process.Pid), rssKB(bp.far.Process.Pid)
+	n := 1000
+	if o.quick {
+		n = 100
+	}
+	held := holdConns(dial, n)
+	add(benchResult{Name: fmt.Sprintf("SOCKS5 connections with %d others open", len(held)), Value: connRate(dial, o.duration), Unit: "conn/s"})
+	add(benchResult{Name: fmt.Sprintf("RSS near end, +%d idle connections", len(held)), Value: float64(rssKB(bp.near.Process.Pid)-nearBase) / 1024, Unit: "MB"})
+	add(benchResult{Name: fmt.Sprintf("RSS far end, +%d idle connections", len(held)), Value: float64(rssKB(bp.far.Process.Pid)-farBase) / 1024, Unit: "MB"})
+	for _, c := range held {
+		c.Close()
+	}
+	return nil
+}
+
+// bulk runs n streams in direction dir for d and returns Gbit/s.
+func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.Duration, snk *sink) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), d+10*time.Second)
+	defer cancel()
+	var down atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		c, err := dial(ctx)
+		if err != nil {
+			continue
+		}
+		c.Write([]byte{dir})
+		conns = append(conns, c)
+	}
+	before := snk.received.Load()
+	begin := time.Now()
+	end := begin.Add(d)
+	for _, c := range conns {
+		wg.Add(1)
+		go func(c net.Conn) {
+			defer wg.Done()
+			<-start
+			buf := make([]byte, 256<<10)
+			c.SetDeadline(end)
+			for time.Now().Before(end) {
+				var err error
+				var k int
+				if dir == sinkUpload {
+					_, err = c.Write(buf)
+				} else {
+					k, err = c.Read(buf)
+					down.Add(int64(k))
+				}
+				if err != nil {
+					return
+				}
+			}
+		}(c)
+	}
+	close(start)
+	wg.Wait()
+	elapsed := time.Since(begin)
+	for _, c := range conns {
+		c.Close()
+	}
+	bytes := down.Load()
+	if dir == sinkUpload {
+		bytes = snk.received.Load() - before
+	}
+	return float64(bytes) * 8 / elapsed.Seconds() / 1e9
+}
+
+// pingPong measures 1-byte round trips over one connection.
+func pingPong(dial func(context.Context) (net.Conn, error), rounds int) (p50, p99 time.Duration) {
+	c, err := dial(context.Background())
+	if err != nil {
+		return 0, 0
+	}
+	defer c.Close()
+	c.Write([]byte{sinkPingPong})
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	var b [1]byte
+	lat := make([]time.Duration, 0, rounds)
+	for i := 0; i < rounds+100; i++ {
+		t0 := time.Now()
+		if _, err := c.Write(b[:]); err != nil {
+			break
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			break
+		}
+		if i >= 100 { // warm-up rounds are not counted
+			lat = append(lat, time.Since(t0))
+		}
+	}
+	if len(lat) == 0 {
+		return 0, 0
+	}
+	slices.Sort(lat)
+	return lat[len(lat)/2], lat[len(lat)*99/100]
+}
+
+// connRate opens, uses and closes connections one after another for d.
+func connRate(dial func(context.Context) (net.Conn, error), d time.Duration) float64 {
+	n := 0
+	begin := time.Now()
+	for time.Since(begin) < d {
+		c, err := dial(context.Background())
+		if err != nil {
+			continue
+		}
+		c.Write([]byte{sinkHold})
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err == nil {
+			n++
+		}
+		c.Close()
+	}
+	return float64(n) / time.Since(begin).Seconds()
+}
+
+// holdConns opens n idle connections through the tunnel.
+func holdConns(dial func(context.Context) (net.Conn, error), n int) []net.Conn {
+	var held []net.Conn
+	for i := 0; i < n; i++ {
+		c, err := dial(context.Background())
+		if err != nil {
+			continue
+		}
+		c.Write([]byte{sinkHold})
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			c.Close()
+			continue
+		}
+		held = append(held, c)
+	}
+	return held
+}

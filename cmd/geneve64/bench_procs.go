@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/proxy"
+)
+
+// benchPair is the near (client, SOCKS) and far (server, egress) endpoints,
+// each a child process of this binary, on loopback UDP.
+type benchPair struct {
+	near, far         *exec.Cmd
+	socks             string
+	forward           string
+	nearIdle, farIdle int64 // RSS in KiB right after start
+}
+
+func freePort(network string) (int, error) {
+	if strings.HasPrefix(network, "udp") {
+		pc, err := net.ListenPacket(network, "[::1]:0")
+		if err != nil {
+			return 0, err
+		}
+		defer pc.Close()
+		return pc.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	ln, err := net.Listen(network, "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startBenchPair starts both endpoints with the given inner MTU (0: from a
+// 1500-byte path) and extra flags, and waits until SOCKS reaches the sink.
+func startBenchPair(sinkPort, mtu int, extra ...string) (*benchPair, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	p1, err := freePort("udp6")
+	if err != nil {
+		return nil, err
+	}
+	p2, err := freePort("udp6")
+	if err != nil {
+		return nil, err
+	}
+	common := []string{"--log-format", "json", "--log-level", "info"}
+	if mtu > 0 {
+		common = append(common, "--mtu", strconv.Itoa(mtu))
+	}
+	common = append(common, extra...)
+	far := exec.Command(exe, append([]string{"server", "42", fmt.Sprintf("[::1]:%d", p1), "::1",
+		"--egress", "--addr", "10.42.0.1/24"}, common...)...)
+	near := exec.Command(exe, append([]string{"client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
+		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:0", "--forward", fmt.Sprintf("127.0.0.1:0=10.42.0.1:%d", sinkPort)}, common...)...)
+	bp := &benchPair{near: near, far: far}
+	if _, err := startLogged(far, nil); err != nil {
+		return nil, err
+	}
+	addrs := map[string]string{}
+	if _, err := startLogged(near, func(msg, addr string) {
+		addrs[msg] = addr
+	}); err != nil {
+		bp.stop()
+		return nil, err
+	}
+	bp.socks, bp.forward = addrs["SOCKS5 listening"], addrs["forward listening"]
+	if bp.socks == "" || bp.forward == "" {
+		bp.stop()
+		return nil, fmt.Errorf("bench: endpoints did not report their addresses")
+	}
+	// Ready when a connection through the tunnel reaches the sink.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := bp.dialSOCKS(context.Background(), sinkPort)
+		if err == nil {
+			c.Write([]byte{sinkHold})
+			var b [1]byte
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, err = c.Read(b[:])
+			c.Close()
+			if err == nil {
+				return bp, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			bp.stop()
+			return nil, fmt.Errorf("bench: tunnel not up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startLogged starts cmd and reads its JSON log, reporting each listening
+// address to seen, until it is ready: the far end (seen nil) once its inner
+// network is up, the near end once its forward listens (after SOCKS).
+func startLogged(cmd *exec.Cmd, seen func(msg, addr string)) (*exec.Cmd, error) {
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		closed := false
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			msg, _ := m["msg"].(string)
+			if addr, ok := m["addr"].(string); ok && seen != nil {
+				seen(msg, addr)
+			}
+			if !closed && ((seen == nil && msg == "inner network up") || msg == "forward listening") {
+				close(ready)
+				closed = true
+			}
+		}
+		if !closed {
+			close(ready)
+		}
+	}()
+	select {
+	case <-ready:
+		return cmd, nil
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("bench: %s did not start", cmd.Args[1])
+	}
+}
+
+func (bp *benchPair) stop() {
+	for _, c := range []*exec.Cmd{bp.near, bp.far} {
+		if c != nil && c.Process != nil {
+			c.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { c.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(3 * time.Second):
+				c.Process.Kill()
+			}
+		}
+	}
+}
+
+// dialSOCKS connects through the near end's SOCKS5 proxy to the sink on
+// the far host, reached through egress at the far end's inner address.
+func (bp *benchPair) dialSOCKS(ctx context.Context, sinkPort int) (net.Conn, error) {
+	d, err := proxy.SOCKS5("tcp", bp.socks, nil, &net.Dialer{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	return d.(proxy.ContextDialer).DialContext(ctx, "tcp", net.JoinHostPort("10.42.0.1", strconv.Itoa(sinkPort)))
+}
+
+// rssKB reads a process's resident set size.
+func rssKB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				return n
+			}
+		}
+	}
+	return -1
+}
