@@ -2,31 +2,108 @@ package stack
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
-// The netstack's TCP settings, in one place. They start from well-known
-// values for a userspace stack carrying bulk traffic: SACK on, receive
-// buffer moderation on, receive buffers up to 8 MiB and send buffers up to
-// 6 MiB, so one stream can fill a fast path with real round-trip times.
-const (
-	tcpReceiveBufferMax = 8 << 20
-	tcpSendBufferMax    = 6 << 20
-)
+// tcpSettings are the netstack's TCP settings, in one place.
+type tcpSettings struct {
+	SACK       bool
+	Moderate   bool          // receive buffer moderation (auto-tuning)
+	RcvMax     int           // largest receive buffer
+	SndMax     int           // largest send buffer
+	CC         string        // congestion control: reno or cubic
+	RACK       bool          // RACK loss detection
+	TimeWait   time.Duration // how long a closed connection holds its port
+	ReuseTWait bool          // let new connections take ports in TIME-WAIT
+}
+
+// defaultTCP starts from well-known values for a userspace stack carrying
+// bulk traffic (SACK on, receive buffer moderation, receive up to 8 MiB,
+// send up to 6 MiB), plus what connection churn needs: without TIME-WAIT
+// reuse, tens of thousands of closed connections hold every ephemeral port
+// and new connections fail; with reuse, TIME-WAIT's length only decides how
+// many closed endpoints sit in memory (a 5 s TIME-WAIT held 20,000 of them,
+// 200 MB, at 4,000 connections per second), so it is 1 s. The choice of
+// congestion control and RACK is benchmarked (README, "Performance").
+var defaultTCP = tcpSettings{
+	SACK: true, Moderate: true, RcvMax: 8 << 20, SndMax: 6 << 20,
+	CC: "reno", RACK: true, TimeWait: time.Second, ReuseTWait: true,
+}
+
+// tcpSettingsFromEnv lays GENEVE64_TCP over the defaults, for benchmarking
+// alternatives without rebuilding: e.g. "cc=cubic,rack=off,rcvbuf=4194304,
+// sndbuf=4194304,timewait=60s,twreuse=off".
+func tcpSettingsFromEnv() (tcpSettings, error) {
+	t := defaultTCP
+	spec := os.Getenv("GENEVE64_TCP")
+	if spec == "" {
+		return t, nil
+	}
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		var err error
+		switch k {
+		case "cc":
+			t.CC = v
+		case "rack":
+			t.RACK = v == "on"
+		case "sack":
+			t.SACK = v == "on"
+		case "moderate":
+			t.Moderate = v == "on"
+		case "rcvbuf":
+			t.RcvMax, err = strconv.Atoi(v)
+		case "sndbuf":
+			t.SndMax, err = strconv.Atoi(v)
+		case "timewait":
+			t.TimeWait, err = time.ParseDuration(v)
+		case "twreuse":
+			t.ReuseTWait = v == "on"
+		default:
+			err = fmt.Errorf("unknown key")
+		}
+		if err != nil {
+			return t, fmt.Errorf("stack: GENEVE64_TCP %q: %v", kv, err)
+		}
+	}
+	return t, nil
+}
 
 func applyTCPSettings(s *gvstack.Stack) error {
-	sack := tcpip.TCPSACKEnabled(true)
-	moderate := tcpip.TCPModerateReceiveBufferOption(true)
-	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultReceiveBufferSize, Max: tcpReceiveBufferMax}
-	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultSendBufferSize, Max: tcpSendBufferMax}
-	for name, opt := range map[string]tcpip.SettableTransportProtocolOption{
-		"SACK": &sack, "receive buffer moderation": &moderate, "receive buffer": &rcv, "send buffer": &snd,
+	t, err := tcpSettingsFromEnv()
+	if err != nil {
+		return err
+	}
+	sack := tcpip.TCPSACKEnabled(t.SACK)
+	moderate := tcpip.TCPModerateReceiveBufferOption(t.Moderate)
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: min(tcp.DefaultReceiveBufferSize, t.RcvMax), Max: t.RcvMax}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: min(tcp.DefaultSendBufferSize, t.SndMax), Max: t.SndMax}
+	cc := tcpip.CongestionControlOption(t.CC)
+	recovery := tcpip.TCPRecovery(0)
+	if t.RACK {
+		recovery = tcpip.TCPRACKLossDetection
+	}
+	tw := tcpip.TCPTimeWaitTimeoutOption(t.TimeWait)
+	reuse := tcpip.TCPTimeWaitReuseDisabled
+	if t.ReuseTWait {
+		reuse = tcpip.TCPTimeWaitReuseGlobal
+	}
+	for _, o := range []struct {
+		name string
+		opt  tcpip.SettableTransportProtocolOption
+	}{
+		{"SACK", &sack}, {"receive buffer moderation", &moderate}, {"receive buffer", &rcv}, {"send buffer", &snd},
+		{"congestion control " + t.CC, &cc}, {"recovery", &recovery}, {"TIME-WAIT timeout", &tw}, {"TIME-WAIT reuse", &reuse},
 	} {
-		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
-			return fmt.Errorf("stack: setting TCP %s: %s", name, err)
+		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, o.opt); err != nil {
+			return fmt.Errorf("stack: setting TCP %s: %s", o.name, err)
 		}
 	}
 	return nil

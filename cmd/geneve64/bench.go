@@ -31,7 +31,12 @@ type benchOpts struct {
 	duration time.Duration
 	jsonOut  bool
 	quick    bool
+	churn    int
 }
+
+// connWorkers is how many clients open connections at once in the rate
+// figures: one alone would measure the round-trip time, not the rate.
+const connWorkers = 16
 
 func benchCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o benchOpts
@@ -59,6 +64,7 @@ prints one table, with kernel loopback TCP measured in the same run as the basel
 	cmd.Flags().DurationVar(&o.duration, "duration", 3*time.Second, "how long each throughput and rate figure runs")
 	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
 	cmd.Flags().BoolVar(&o.quick, "quick", false, "fewer, shorter runs (for CI smoke tests)")
+	cmd.Flags().IntVar(&o.churn, "churn", 0, "also open, use and close this many SOCKS5 connections back to back (e.g. 200000), counting failures")
 	return cmd
 }
 
@@ -193,8 +199,8 @@ func tunnelOnlyFigures(bp *benchPair, snk *sink, dial func(context.Context) (net
 	add(benchResult{Name: "SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
 	add(benchResult{Name: "SOCKS5 1-byte ping-pong p99", Value: us(p99), Unit: "µs", Comment: pinned})
 
-	rate := connRate(dial, o.duration)
-	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s"})
+	rate, _ := connRate(dial, o.duration, 0)
+	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
 
 	nearBase, farBase := rssKB(bp.near.Process.Pid), rssKB(bp.far.Process.Pid)
 	n := 1000
@@ -202,11 +208,22 @@ func tunnelOnlyFigures(bp *benchPair, snk *sink, dial func(context.Context) (net
 		n = 100
 	}
 	held := holdConns(dial, n)
-	add(benchResult{Name: fmt.Sprintf("SOCKS5 connections with %d others open", len(held)), Value: connRate(dial, o.duration), Unit: "conn/s"})
+	rate, _ = connRate(dial, o.duration, 0)
+	add(benchResult{Name: fmt.Sprintf("SOCKS5 connections with %d others open", len(held)), Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
 	add(benchResult{Name: fmt.Sprintf("RSS near end, +%d idle connections", len(held)), Value: float64(rssKB(bp.near.Process.Pid)-nearBase) / 1024, Unit: "MB"})
 	add(benchResult{Name: fmt.Sprintf("RSS far end, +%d idle connections", len(held)), Value: float64(rssKB(bp.far.Process.Pid)-farBase) / 1024, Unit: "MB"})
 	for _, c := range held {
 		c.Close()
+	}
+	if o.churn > 0 {
+		rate, failed := connRate(dial, 0, o.churn)
+		add(benchResult{Name: fmt.Sprintf("SOCKS5 churn: %d connections back to back", o.churn), Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d failed", failed)})
+		add(benchResult{Name: "SOCKS5 churn: failed connections", Value: float64(failed), Unit: "conn"})
+		// Closed connections linger in TIME-WAIT (1 s), and freed memory is
+		// handed back every 10 s: measure once both have had their time.
+		time.Sleep(12 * time.Second)
+		add(benchResult{Name: "RSS near end after churn (12 s later)", Value: float64(rssKB(bp.near.Process.Pid)) / 1024, Unit: "MB"})
+		add(benchResult{Name: "RSS far end after churn (12 s later)", Value: float64(rssKB(bp.far.Process.Pid)) / 1024, Unit: "MB"})
 	}
 	return nil
 }
@@ -297,23 +314,48 @@ func pingPong(dial func(context.Context) (net.Conn, error), rounds int) (p50, p9
 	return lat[len(lat)/2], lat[len(lat)*99/100]
 }
 
-// connRate opens, uses and closes connections one after another for d.
-func connRate(dial func(context.Context) (net.Conn, error), d time.Duration) float64 {
-	n := 0
+// connRate has connWorkers clients open a connection, exchange a byte and
+// close it, over and over, for d or until total connections were made. It
+// returns connections per second and how many failed.
+func connRate(dial func(context.Context) (net.Conn, error), d time.Duration, total int) (float64, int) {
+	var done, failed, started atomic.Int64
 	begin := time.Now()
-	for time.Since(begin) < d {
-		c, err := dial(context.Background())
-		if err != nil {
-			continue
-		}
-		c.Write([]byte{sinkHold})
-		var b [1]byte
-		if _, err := io.ReadFull(c, b[:]); err == nil {
-			n++
-		}
-		c.Close()
+	var wg sync.WaitGroup
+	for w := 0; w < connWorkers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var b [1]byte
+			for {
+				if total > 0 && started.Add(1) > int64(total) {
+					return
+				}
+				if total == 0 && time.Since(begin) >= d {
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				c, err := dial(ctx)
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, err = c.Write([]byte{sinkHold})
+				if err == nil {
+					_, err = io.ReadFull(c, b[:])
+				}
+				c.Close()
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				done.Add(1)
+			}
+		}()
 	}
-	return float64(n) / time.Since(begin).Seconds()
+	wg.Wait()
+	return float64(done.Load()) / time.Since(begin).Seconds(), int(failed.Load())
 }
 
 // holdConns opens n idle connections through the tunnel.

@@ -3,16 +3,28 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 )
 
-// startProfile writes a CPU profile to $GENEVE64_CPUPROFILE.<pid> when that
-// is set: the way to see where an endpoint spends its time, including the
-// endpoints that geneve64 bench starts as child processes.
+// startProfile writes a CPU profile to $GENEVE64_CPUPROFILE.<pid>, and a
+// heap profile at exit to $GENEVE64_MEMPROFILE.<pid>, when those are set:
+// the way to see where an endpoint spends its time and memory, including
+// the endpoints that geneve64 bench starts as child processes.
 func startProfile() func() {
+	stopHeap := func() {}
+	if base := os.Getenv("GENEVE64_MEMPROFILE"); base != "" {
+		stopHeap = func() {
+			if f, err := os.Create(fmt.Sprintf("%s.%d", base, os.Getpid())); err == nil {
+				runtime.GC()
+				pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+	}
 	base := os.Getenv("GENEVE64_CPUPROFILE")
 	if base == "" {
-		return func() {}
+		return stopHeap
 	}
 	f, err := os.Create(fmt.Sprintf("%s.%d", base, os.Getpid()))
 	if err != nil {
@@ -23,5 +35,5 @@ func startProfile() func() {
 		f.Close()
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	return func() { pprof.StopCPUProfile(); f.Close(); stopHeap() }
 }

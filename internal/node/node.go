@@ -42,6 +42,7 @@ type Node struct {
 	SOCKS    *socks.Server
 	Forwards []*socks.Forwarder
 	log      *slog.Logger
+	done     chan struct{}
 }
 
 // Start builds and starts every part, or none.
@@ -51,7 +52,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	cfg.Endpoint.Logger = cfg.Logger
 	cfg.Stack.Logger = cfg.Logger
-	n = &Node{log: cfg.Logger}
+	n = &Node{log: cfg.Logger, done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -91,6 +92,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		n.Forwards = append(n.Forwards, fw)
 		n.log.Info("forward listening", "forward", f.String(), "addr", fw.Addr().String())
 	}
+	go n.releaseMemory()
 	return n, nil
 }
 
@@ -120,6 +122,11 @@ func innerMTU(cfg Config, ep *nat64.Endpoint, sc stack.Config) int {
 // Close stops accepting, closes forwards and SOCKS with their connections,
 // then the stack and the outer socket.
 func (n *Node) Close() error {
+	select {
+	case <-n.done:
+	default:
+		close(n.done)
+	}
 	var errs []error
 	for _, f := range n.Forwards {
 		errs = append(errs, f.Close())
