@@ -172,3 +172,25 @@ func TestFaults(t *testing.T) {
 	}
 	exchange(t, a, ca, b, cb, "after faults")
 }
+
+// TestAuthenticatedThroughGateway: with a key on both ends, the tunnel
+// works across a plain NAT64 behind NAT444 and the extension gateway, which
+// has no key; a client with another key gets nowhere.
+func TestAuthenticatedThroughGateway(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	withKey := func(k []byte) func(*nat64.Config) { return func(c *nat64.Config) { c.Key = k } }
+	w := newWorld(false, true, 30*time.Second)
+	srv, cs := endpoint(t, w.b, w, nat64.Server, "2001:db8:b::1", "", "fdd9:f2f4:ed01::/64", withKey(key))
+	cli, cc := endpoint(t, w.c, w, nat64.Client, "fdd9:f2f4:ed01::1", "geneve-entry-point.example", "2001:db8:b::1", withKey(key))
+	exchange(t, cli, cc, srv, cs, "authenticated")
+	if w.natB.GatewayDrops.Load() != 0 {
+		t.Fatalf("the gateway dropped %d authenticated packets", w.natB.GatewayDrops.Load())
+	}
+	other, _ := endpoint(t, w.c, w, nat64.Client, "fdd9:f2f4:ed01::2", "geneve-entry-point.example", "2001:db8:b::1",
+		withKey([]byte("another key, thirty-two bytes!!!")))
+	other.SendFrames([][]byte{frame(2, 9, "forged")})
+	eventually(t, "the other key refused", func() bool { return srv.Stats().Drops(nat64.DropAuth) > 0 })
+	if n := len(srv.Peers()); n != 1 {
+		t.Fatalf("%d peers: a packet with another key made one", n)
+	}
+}

@@ -17,11 +17,13 @@ func KeyOf(o Option) OptionKey { return OptionKey{o.Class, o.Type &^ CriticalBit
 // of options, and a scan is cheaper than a map for that.
 type KnownOptions []OptionKey
 
-// Knows reports whether o is in the set.
+// Knows reports whether o is in the set. Types are compared without their
+// critical bit on either side, so an entry may be written as the type
+// appears on the wire (0x81) or without the bit (0x01).
 func (k KnownOptions) Knows(o Option) bool {
 	key := KeyOf(o)
 	for _, x := range k {
-		if x == key {
+		if x.Class == key.Class && x.Type&^CriticalBit == key.Type {
 			return true
 		}
 	}

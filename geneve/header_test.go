@@ -283,6 +283,12 @@ func TestCheckCritical(t *testing.T) {
 			}
 		})
 	}
+	// An entry written with the critical bit knows the option too.
+	withBit := KnownOptions{{Class: 0xfff0, Type: 0x81}}
+	hb := build(Option{Class: 0xfff0, Type: 0x81})
+	if err := hb.CheckCritical(withBit); err != nil {
+		t.Fatalf("entry with the critical bit: %v", err)
+	}
 	// A critical option hidden behind a cleared C bit is still caught.
 	wire := mustHex(t, "0100655800000100 09998500")
 	h, _, err := Parse(wire)

@@ -90,6 +90,9 @@ type Config struct {
 	NAT64Prefix netip.Prefix
 	// DNSServer is asked for RFC 7050 discovery; "" means the system resolver.
 	DNSServer string
+	// Key, when set (at least MinKeyLen bytes, the same on both ends),
+	// authenticates every packet; see ParseKey and docs/SECURITY.md.
+	Key []byte
 
 	// Bind overrides the address and port the outer socket binds to.
 	Bind netip.AddrPort
@@ -152,6 +155,9 @@ func (c *Config) check() error {
 		if err := CheckPrefix(c.NAT64Prefix); err != nil {
 			return fmt.Errorf("NAT64 prefix: %w", err)
 		}
+	}
+	if c.Key != nil && len(c.Key) < MinKeyLen {
+		return fmt.Errorf("%w: %d bytes, need at least %d", ErrKey, len(c.Key), MinKeyLen)
 	}
 	if c.Listen == nil {
 		c.Listen = ListenUDP

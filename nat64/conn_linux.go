@@ -34,8 +34,9 @@ type batchIO struct {
 
 	// Read side. With GRO, reads land in buffers owned here and are split
 	// into pend; the next recvmmsg waits until pend is drained.
-	rmsgs   []ipv6.Message
-	riov    [][1][]byte
+	rr      *rawReader
+	rout    []rawMsg
+	rcall   [][]byte // the buffers passed to one recvmmsg
 	rbufs   [][]byte
 	roob    [][]byte
 	pend    []pending
@@ -56,10 +57,15 @@ type pending struct {
 }
 
 func newBatchIO(c *net.UDPConn, is6 bool) *batchIO {
+	rr, err := newRawReader(c, defaultBatch)
+	if err != nil {
+		return nil
+	}
 	b := &batchIO{
 		is6:    is6,
-		rmsgs:  make([]ipv6.Message, defaultBatch),
-		riov:   make([][1][]byte, defaultBatch),
+		rr:     rr,
+		rout:   make([]rawMsg, defaultBatch),
+		rcall:  make([][]byte, defaultBatch),
 		rbufs:  make([][]byte, defaultBatch),
 		roob:   make([][]byte, defaultBatch),
 		wmsgs:  make([]ipv6.Message, defaultBatch),
@@ -82,7 +88,7 @@ func newBatchIO(c *net.UDPConn, is6 bool) *batchIO {
 			b.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
 		})
 	}
-	for i := range b.rmsgs {
+	for i := range b.rbufs {
 		b.woob[i] = make([]byte, unix.CmsgSpace(2))
 		if b.gro {
 			b.rbufs[i] = make([]byte, maxDatagram)
@@ -113,20 +119,15 @@ func (b *batchIO) read(msgs []Message) (int, error) {
 // fill reads one batch of (possibly coalesced) datagrams into pend.
 func (b *batchIO) fill() error {
 	b.pend, b.pendOff = b.pend[:0], 0
-	for i := range b.rmsgs {
-		b.riov[i][0] = b.rbufs[i]
-		b.rmsgs[i].Buffers = b.riov[i][:]
-		b.rmsgs[i].OOB = b.roob[i]
-	}
-	got, err := b.readBatch(b.rmsgs)
+	got, err := b.rr.read(b.rbufs, b.roob, b.rout)
 	if err != nil {
 		return err
 	}
 	for i := 0; i < got; i++ {
-		m := &b.rmsgs[i]
-		addr := addrOf(m.Addr)
-		data := b.rbufs[i][:m.N]
-		seg := groSize(m.OOB[:m.NN])
+		m := &b.rout[i]
+		addr := m.addr
+		data := b.rbufs[i][:m.n]
+		seg := groSize(b.roob[i][:m.oobn])
 		if seg <= 0 || seg >= len(data) {
 			b.pend = append(b.pend, pending{data, addr})
 			continue
@@ -139,33 +140,16 @@ func (b *batchIO) fill() error {
 }
 
 func (b *batchIO) readPlain(msgs []Message) (int, error) {
-	n := min(len(msgs), len(b.rmsgs))
+	n := min(len(msgs), len(b.rcall))
 	for i := 0; i < n; i++ {
-		b.riov[i][0] = msgs[i].Buf
-		b.rmsgs[i].Buffers = b.riov[i][:]
-		b.rmsgs[i].OOB = nil
+		b.rcall[i] = msgs[i].Buf
 	}
-	got, err := b.readBatch(b.rmsgs[:n])
+	got, err := b.rr.read(b.rcall[:n], nil, b.rout)
 	for i := 0; i < got; i++ {
-		msgs[i].N = b.rmsgs[i].N
-		msgs[i].Addr = addrOf(b.rmsgs[i].Addr)
+		msgs[i].N = b.rout[i].n
+		msgs[i].Addr = b.rout[i].addr
 	}
 	return got, err
-}
-
-func (b *batchIO) readBatch(ms []ipv6.Message) (int, error) {
-	if b.is6 {
-		return b.p6.ReadBatch(ms, 0)
-	}
-	return b.p4.ReadBatch(ms, 0)
-}
-
-func addrOf(a net.Addr) netip.AddrPort {
-	if ua, ok := a.(*net.UDPAddr); ok {
-		ap := ua.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
 }
 
 // groSize returns the segment size in a UDP_GRO control message, or 0.

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"geneve64/geneve"
 )
 
 // An InnerLink consumes the inner frames an endpoint receives: the netstack,
@@ -32,6 +34,17 @@ type Endpoint struct {
 	peers  map[netip.AddrPort]*peer // server: by identity (or outer address without the option)
 	single *peer                    // the one peer of the other modes
 	sw     *switchTable             // server only
+
+	// Authenticated mode: auth signs and verifies, authOff is where the
+	// authentication option starts in every packet, known lists the options
+	// this endpoint understands, and windows keeps each sender's replay
+	// window. Windows outlive peers, so a frame replayed after its peer
+	// expired is still refused.
+	auth      *authenticator
+	authOff   int
+	known     geneve.KnownOptions
+	windowsMu sync.Mutex
+	windows   map[netip.AddrPort]*replayWindow
 
 	prefixMu sync.Mutex
 	prefix   netip.Prefix // NAT64 prefix in use, once needed
@@ -66,6 +79,16 @@ func NewEndpoint(ctx context.Context, cfg Config) (*Endpoint, error) {
 	}
 	e.conn = conn
 	e.batches.New = func() any { return newSendBatch(conn.BatchSize()) }
+	e.known = KnownOptions
+	if cfg.Key != nil {
+		e.auth = newAuthenticator(cfg.Key)
+		e.authOff = geneve.HeaderLen
+		if !cfg.NoOption {
+			e.authOff += OptionLen
+		}
+		e.known = append(geneve.KnownOptions{{Class: AuthClass, Type: AuthType}}, KnownOptions...)
+		e.windows = make(map[netip.AddrPort]*replayWindow)
+	}
 	if cfg.Mode == Server {
 		e.peers = make(map[netip.AddrPort]*peer)
 		e.sw = newSwitchTable(4096)

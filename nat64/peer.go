@@ -66,6 +66,9 @@ func (e *Endpoint) encodeHeader(id netip.Addr, oam bool, proto uint16) []byte {
 		}
 		h.OptionBytes = opt
 	}
+	if e.cfg.Key != nil {
+		h.OptionBytes = appendAuthOption(h.OptionBytes) // filled in per packet by sign
+	}
 	b, err := h.Append(nil)
 	if err != nil {
 		panic(err)

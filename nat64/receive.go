@@ -58,16 +58,27 @@ func (e *Endpoint) receiveLoop() {
 // receive checks one datagram in the order docs/PROTOCOL.md gives, and only
 // then lets it touch a peer: create it, refresh it, or move its path.
 func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
-	h, payload, err := geneve.Parse(m.Buf[:m.N])
+	pkt := m.Buf[:m.N]
+	h, payload, err := geneve.Parse(pkt)
 	if err != nil {
 		e.stats.Drop(DropMalformed)
 		return
+	}
+	// Authenticated mode checks the MAC before anything else looks at the
+	// packet; the counter is checked once the sender's identity is known.
+	var counter uint64
+	if e.auth != nil {
+		var ok bool
+		if counter, ok = e.auth.verify(&h, pkt); !ok {
+			e.stats.Drop(DropAuth)
+			return
+		}
 	}
 	if h.VNI != e.cfg.VNI {
 		e.stats.Drop(DropVNI)
 		return
 	}
-	if h.CheckCritical(KnownOptions) != nil {
+	if h.CheckCritical(e.known) != nil {
 		e.stats.Drop(DropCritical)
 		return
 	}
@@ -86,6 +97,16 @@ func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
 	} else if e.single == nil && !e.cfg.Remote.Contains(id) {
 		e.stats.Drop(DropIdentity) // plain GENEVE server: REMOTE filters outer addresses
 		return
+	}
+	if e.auth != nil {
+		key := netip.AddrPortFrom(id, 0)
+		if e.cfg.NoOption {
+			key = m.Addr
+		}
+		if w := e.window(key); w == nil || !w.accept(counter) {
+			e.stats.Drop(DropReplay)
+			return
+		}
 	}
 	var oam oamMessage
 	if h.OAM {
@@ -115,6 +136,22 @@ func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
 		return
 	}
 	e.switchIn(p, payload, rx)
+}
+
+// window returns the replay window of a sender, nil when the table of
+// windows is full (a flood of distinct authenticated senders).
+func (e *Endpoint) window(key netip.AddrPort) *replayWindow {
+	e.windowsMu.Lock()
+	defer e.windowsMu.Unlock()
+	w := e.windows[key]
+	if w == nil {
+		if len(e.windows) >= 16*e.cfg.MaxPeers {
+			return nil
+		}
+		w = &replayWindow{}
+		e.windows[key] = w
+	}
+	return w
 }
 
 func (e *Endpoint) protocolOK(proto uint16) bool {

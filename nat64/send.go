@@ -106,6 +106,9 @@ func (e *Endpoint) enqueueTo(b *sendBatch, p *peer, to netip.AddrPort, payload [
 	}
 	buf := append(b.bufs[b.n][:0], hdr...)
 	buf = append(buf, payload...)
+	if e.auth != nil {
+		e.auth.sign(buf, e.authOff)
+	}
 	b.bufs[b.n] = buf
 	b.msgs[b.n] = Message{Buf: buf, Addr: to}
 	b.peers[b.n] = p

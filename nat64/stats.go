@@ -19,12 +19,14 @@ const (
 	DropNotAllowed                   // gateway: an address outside the allowed prefixes
 	DropSpoofed                      // gateway: option source is not the packet's source
 	DropNotGENEVE                    // gateway: not GENEVE on the expected port
+	DropAuth                         // authenticated mode: no valid authentication option
+	DropReplay                       // authenticated mode: a counter seen before, or too old
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	"malformed", "vni", "critical", "option", "identity", "peer-limit", "oam",
-	"no-peer", "send-error", "not-allowed", "spoofed", "not-geneve",
+	"no-peer", "send-error", "not-allowed", "spoofed", "not-geneve", "auth", "replay",
 }
 
 // String returns the reason's name as used in logs and metrics labels.

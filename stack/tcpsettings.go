@@ -24,16 +24,21 @@ type tcpSettings struct {
 	ReuseTWait bool          // let new connections take ports in TIME-WAIT
 }
 
-// defaultTCP starts from well-known values for a userspace stack carrying
+// defaultTCP started from well-known values for a userspace stack carrying
 // bulk traffic (SACK on, receive buffer moderation, receive up to 8 MiB,
-// send up to 6 MiB), plus what connection churn needs: without TIME-WAIT
+// send up to 6 MiB). Benchmarked side by side (scripts/tcp-settings.sh,
+// README "Performance"), 4 MiB both ways won: 8/6 MiB let more into flight
+// than the outer UDP socket buffers absorb, and single-stream downloads
+// fell to 1.3-1.9 Gbit/s where 4 MiB held 2.5-2.7; cubic and RACK off made
+// no difference beyond noise, so reno and RACK stay. Then what connection
+// churn needs: without TIME-WAIT
 // reuse, tens of thousands of closed connections hold every ephemeral port
 // and new connections fail; with reuse, TIME-WAIT's length only decides how
 // many closed endpoints sit in memory (a 5 s TIME-WAIT held 20,000 of them,
 // 200 MB, at 4,000 connections per second), so it is 1 s. The choice of
 // congestion control and RACK is benchmarked (README, "Performance").
 var defaultTCP = tcpSettings{
-	SACK: true, Moderate: true, RcvMax: 8 << 20, SndMax: 6 << 20,
+	SACK: true, Moderate: true, RcvMax: 4 << 20, SndMax: 4 << 20,
 	CC: "reno", RACK: true, TimeWait: time.Second, ReuseTWait: true,
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ type Settings struct {
 	PathMTU     int           `toml:"path-mtu" flag:"path-mtu"`
 	Keepalive   time.Duration `toml:"keepalive" flag:"keepalive"`
 	NoOption    bool          `toml:"no-option" flag:"no-option"`
+	Key         string        `toml:"key" flag:"key"`
 	NAT64Prefix string        `toml:"nat64-prefix" flag:"nat64-prefix"`
 	MaxPeers    int           `toml:"max-peers" flag:"max-peers"`
 	PeerTimeout time.Duration `toml:"peer-timeout" flag:"peer-timeout"`
@@ -76,6 +78,7 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.IntVar(&s.PathMTU, "path-mtu", d.PathMTU, "outer path MTU the inner MTU is computed from")
 	fs.DurationVar(&s.Keepalive, "keepalive", d.Keepalive, "OAM keepalive interval when idle; 0 turns keepalives off")
 	fs.BoolVar(&s.NoOption, "no-option", false, "plain GENEVE without the NAT64 option, for peers such as Open vSwitch")
+	fs.StringVar(&s.Key, "key", "", "authenticate every packet with the key in FILE (base64 or hex, the same on both ends)")
 	fs.StringVar(&s.NAT64Prefix, "nat64-prefix", "", "NAT64 prefix for IPv4 PATHs (default: discovered by RFC 7050)")
 	fs.IntVar(&s.MaxPeers, "max-peers", d.MaxPeers, "server: most clients at once")
 	fs.DurationVar(&s.PeerTimeout, "peer-timeout", d.PeerTimeout, "server: forget a client silent this long")
@@ -174,6 +177,15 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		}
 	}
 	ec.NoOption = s.NoOption
+	if s.Key != "" {
+		text, err := os.ReadFile(s.Key)
+		if err != nil {
+			return c, usagef("--key %q: %v", s.Key, err)
+		}
+		if ec.Key, err = nat64.ParseKey(text); err != nil {
+			return c, usagef("--key %q: %v", s.Key, err)
+		}
+	}
 	if !s.NoOption {
 		if !ec.Local.Addr().Is6() {
 			return c, usagef("LOCAL %q: must be an IPv6 address (the NAT64 option carries IPv6 identities; --no-option for plain GENEVE)", s.Local)

@@ -1,0 +1,216 @@
+package nat64
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"geneve64/geneve"
+)
+
+var testKey = bytes.Repeat([]byte{0x42}, 32)
+
+func TestParseKey(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+		err  string
+	}{
+		{"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=\n", 32, ""},
+		{" 4242424242424242 \n 4242424242424242\n", 16, ""},
+		{"QkJCQkJCQkJCQkJCQkJCQg", 16, ""},
+		{"QkJC", 0, "3 bytes, need at least 16"},
+		{"", 0, "empty"},
+		{"not a key at all!", 0, "neither hex nor base64"},
+	} {
+		k, err := ParseKey([]byte(tc.in))
+		if tc.err != "" {
+			if !errors.Is(err, ErrKey) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || len(k) != tc.want {
+			t.Errorf("%q: %d bytes, %v", tc.in, len(k), err)
+		}
+	}
+}
+
+// signed builds a packet with the NAT64 and authentication options, signed.
+func signed(t *testing.T, a *authenticator) ([]byte, geneve.Header) {
+	t.Helper()
+	opts, _ := AppendOption(nil, Endpoints{Src: idA, Dst: idB})
+	opts = appendAuthOption(opts)
+	pkt, err := (&geneve.Header{Protocol: geneve.ProtocolEthernet, VNI: 42, OptionBytes: opts}).Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt = append(pkt, ethFrame(2, 1, "authenticated payload")...)
+	a.sign(pkt, geneve.HeaderLen+OptionLen)
+	h, _, err := geneve.Parse(pkt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkt, h
+}
+
+// TestAuthSignVerify: a signed packet verifies; flipping any single bit
+// anywhere in it, header, options or payload, makes it fail; another key
+// fails; the counter grows.
+func TestAuthSignVerify(t *testing.T) {
+	a := newAuthenticator(testKey)
+	pkt, h := signed(t, a)
+	c1, ok := a.verify(&h, pkt)
+	if !ok {
+		t.Fatal("a signed packet does not verify")
+	}
+	for i := range pkt {
+		for bit := 0; bit < 8; bit++ {
+			bad := bytes.Clone(pkt)
+			bad[i] ^= 1 << bit
+			hb, _, err := geneve.Parse(bad)
+			if err != nil {
+				continue // no longer a GENEVE packet at all: dropped earlier
+			}
+			if _, ok := a.verify(&hb, bad); ok {
+				t.Fatalf("byte %d bit %d flipped and still verified", i, bit)
+			}
+		}
+	}
+	if _, ok := newAuthenticator(bytes.Repeat([]byte{1}, 32)).verify(&h, pkt); ok {
+		t.Fatal("verified with another key")
+	}
+	pkt2, h2 := signed(t, a)
+	c2, ok := a.verify(&h2, pkt2)
+	if !ok || c2 <= c1 {
+		t.Fatalf("counters %d then %d", c1, c2)
+	}
+	if c1 < uint64(time.Now().Add(-time.Hour).UnixNano()) {
+		t.Fatalf("counter %d does not start at the clock", c1)
+	}
+}
+
+func TestReplayWindow(t *testing.T) {
+	var w replayWindow
+	base := uint64(1_000_000)
+	for _, tc := range []struct {
+		c    uint64
+		want bool
+	}{
+		{base, true}, {base, false}, // a duplicate
+		{base + 5, true}, {base + 3, true}, {base + 3, false}, // reordering inside the window
+		{base + 1, true}, {base + 5, false},
+		{base + 5000, true},                                     // a jump ahead
+		{base + 5000 - 1023, true}, {base + 5000 - 1024, false}, // the window's edge
+		{base + 2, false}, // long behind
+		{0, false},
+	} {
+		if got := w.accept(tc.c); got != tc.want {
+			t.Fatalf("accept(%d) = %v, want %v", tc.c-base, got, tc.want)
+		}
+	}
+}
+
+func TestAuthAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	a := newAuthenticator(testKey)
+	pkt, h := signed(t, a)
+	if n := testing.AllocsPerRun(1000, func() {
+		a.sign(pkt, geneve.HeaderLen+OptionLen)
+		if _, ok := a.verify(&h, pkt); !ok {
+			panic("verify")
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocs per sign+verify", n)
+	}
+}
+
+// TestAuthenticatedEndpoints: with the same key both ways, frames flow; a
+// sender without the key, or with another, is dropped as "auth"; a
+// receiver without the key drops keyed packets as an unknown critical
+// option; a captured packet replayed from another address is dropped as
+// "replay" and does not move the server's path.
+func TestAuthenticatedEndpoints(t *testing.T) {
+	cs, ls := loopback(t)
+	srv, ss := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0), Key: testKey,
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour})
+	path := Target{Addr: cs.LocalAddr().Addr(), Port: cs.LocalAddr().Port()}
+	// Record what the client sends, to replay it later.
+	cc, _ := loopback(t)
+	rec := &tapConn{PacketConn: cc}
+	cli, sc := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(idClient, 0), Path: path, Key: testKey,
+		Remote: netip.PrefixFrom(idServer, 128), Keepalive: time.Hour,
+		Listen: func(netip.AddrPort) (PacketConn, error) { return rec, nil }})
+	f1, f2 := ethFrame(0x10, 1, "to the server"), ethFrame(1, 0x10, "to the client")
+	cli.SendFrames([][]byte{f1})
+	ss.waitFor(t, f1)
+	srv.SendFrames([][]byte{f2})
+	sc.waitFor(t, f2)
+	good := srv.Peers()[0].Path
+
+	// No key, another key: dropped before anything else.
+	for i, key := range [][]byte{nil, bytes.Repeat([]byte{7}, 32)} {
+		_, l := loopback(t)
+		e, _ := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(idClient, 0), Path: path, Key: key,
+			Remote: netip.PrefixFrom(idServer, 128), Keepalive: time.Hour, Listen: l})
+		before := srv.Stats().Drops(DropAuth)
+		e.SendFrames([][]byte{ethFrame(0x10, 1, "forged")})
+		waitUntil(t, "the forged frame counted", func() bool { return srv.Stats().Drops(DropAuth) > before })
+		if srv.Peers()[0].Path != good {
+			t.Fatalf("case %d moved the path", i)
+		}
+	}
+	// The captured frame, replayed from another address.
+	attacker, _ := loopback(t)
+	captured := rec.last(t)
+	before := srv.Stats().Drops(DropReplay)
+	attacker.WriteBatch([]Message{{Buf: captured, Addr: cs.LocalAddr()}})
+	waitUntil(t, "the replay counted", func() bool { return srv.Stats().Drops(DropReplay) > before })
+	if srv.Peers()[0].Path != good {
+		t.Fatal("a replayed frame moved the path")
+	}
+	// A receiver without the key: the critical option it does not know.
+	cu, lu := loopback(t)
+	plain, _ := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: lu, Keepalive: time.Hour})
+	attacker.WriteBatch([]Message{{Buf: captured, Addr: cu.LocalAddr()}})
+	waitUntil(t, "the keyed frame dropped as critical", func() bool { return plain.Stats().Drops(DropCritical) == 1 })
+	if hex.EncodeToString(captured[44:48]) != "fff08106" {
+		t.Fatalf("auth option header %x, want class 0xfff0 type 0x81 length 6", captured[44:48])
+	}
+}
+
+// tapConn records the last datagram written through it.
+type tapConn struct {
+	PacketConn
+	mu   sync.Mutex
+	data []byte
+}
+
+func (c *tapConn) WriteBatch(m []Message) (int, error) {
+	for _, x := range m {
+		h, _, err := geneve.Parse(x.Buf)
+		if err == nil && !h.OAM {
+			c.mu.Lock()
+			c.data = bytes.Clone(x.Buf)
+			c.mu.Unlock()
+		}
+	}
+	return c.PacketConn.WriteBatch(m)
+}
+
+func (c *tapConn) last(t *testing.T) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.data == nil {
+		t.Fatal("nothing recorded")
+	}
+	return c.data
+}
