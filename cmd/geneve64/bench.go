@@ -136,14 +136,6 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if mtu.mtu == 0 {
-			// Idle memory before any load: afterwards the runtime keeps
-			// what it grew to for a while.
-			time.Sleep(200 * time.Millisecond)
-			bp.nearIdle, bp.farIdle = rssKB(bp.near.Process.Pid), rssKB(bp.far.Process.Pid)
-			add(benchResult{Name: "RSS near end (SOCKS), idle", Value: float64(bp.nearIdle) / 1024, Unit: "MB"})
-			add(benchResult{Name: "RSS far end (egress), idle", Value: float64(bp.farIdle) / 1024, Unit: "MB"})
-		}
 		socksDial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
 		fwdDial := func(ctx context.Context) (net.Conn, error) {
 			var d net.Dialer
@@ -164,13 +156,52 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 		g = bulk(fwdDial, 1, sinkDownload, o.duration, snk)
 		add(benchResult{Name: "forward, 1 stream down, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
 		if mtu.mtu == 0 {
-			res = append(res, tunnelOnlyFigures(bp, snk, socksDial, o, add, kp50)...)
+			restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
+			p50, p99 := pingPong(socksDial, pingPongRounds(o))
+			restore()
+			add(benchResult{Name: "SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
+			add(benchResult{Name: "SOCKS5 1-byte ping-pong p99", Value: us(p99), Unit: "µs", Comment: pinned})
 		}
 		bp.stop()
 	}
-	bare, allocs := bareTunnel(o)
+	// Memory and connections on a pair of their own, so that nothing the
+	// bulk runs grew is counted.
+	bp, err := startBenchPair(snk.port(), 0)
+	if err != nil {
+		return nil, err
+	}
+	memoryAndConnections(bp, snk, o, add)
+	bp.stop()
+	// Authenticated mode: what --key costs.
+	keyFile, err := os.CreateTemp("", "geneve64-bench-key")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(keyFile.Name())
+	keyFile.WriteString("QmVuY2htYXJrIGtleSwgbm90IGEgc2VjcmV0OiAzMiBieXRlcyE=\n")
+	keyFile.Close()
+	bp, err = startBenchPair(snk.port(), 0, "--key", keyFile.Name())
+	if err != nil {
+		return nil, err
+	}
+	socksDial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
+	for _, dir := range []byte{sinkUpload, sinkDownload} {
+		g := bulk(socksDial, 1, dir, o.duration, snk)
+		add(benchResult{Name: fmt.Sprintf("with --key: SOCKS5, 1 stream %s, inner MTU 1370", dirName(dir)), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
+	}
+	restore, pinned = pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
+	p50, _ := pingPong(socksDial, pingPongRounds(o))
+	restore()
+	add(benchResult{Name: "with --key: SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
+	bp.stop()
+	time.Sleep(500 * time.Millisecond) // let the children's exit settle before the bare tunnel runs
+
+	bare, allocs := bareTunnel(o, nil)
 	add(benchResult{Name: "bare tunnel frames (encap→UDP→decap, no netstack)", Value: bare, Unit: "frames/s"})
 	add(benchResult{Name: "bare tunnel allocations", Value: allocs, Unit: "allocs/frame"})
+	bare, allocs = bareTunnel(o, []byte("bare tunnel benchmark key, 32 b."))
+	add(benchResult{Name: "bare tunnel frames with --key (HMAC-SHA256 both ends)", Value: bare, Unit: "frames/s"})
+	add(benchResult{Name: "bare tunnel allocations with --key", Value: allocs, Unit: "allocs/frame"})
 	return res, nil
 }
 
@@ -190,31 +221,30 @@ func pingPongRounds(o benchOpts) int {
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-// tunnelOnlyFigures: latency, connection rate and memory through SOCKS.
-func tunnelOnlyFigures(bp *benchPair, snk *sink, dial func(context.Context) (net.Conn, error), o benchOpts,
-	add func(benchResult), kernelP50 time.Duration) []benchResult {
-	restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
-	p50, p99 := pingPong(dial, pingPongRounds(o))
-	restore()
-	add(benchResult{Name: "SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
-	add(benchResult{Name: "SOCKS5 1-byte ping-pong p99", Value: us(p99), Unit: "µs", Comment: pinned})
-
-	rate, _ := connRate(dial, o.duration, 0)
-	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
-
-	nearBase, farBase := rssKB(bp.near.Process.Pid), rssKB(bp.far.Process.Pid)
+// memoryAndConnections: idle memory, connection rate with 0 and with
+// 1,000 connections open, the memory those add, and the churn run.
+func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchResult)) {
+	dial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
+	time.Sleep(200 * time.Millisecond)
+	nearIdle, farIdle := rssKB(bp.near.Process.Pid), rssKB(bp.far.Process.Pid)
+	add(benchResult{Name: "RSS near end (SOCKS), idle", Value: float64(nearIdle) / 1024, Unit: "MB"})
+	add(benchResult{Name: "RSS far end (egress), idle", Value: float64(farIdle) / 1024, Unit: "MB"})
 	n := 1000
 	if o.quick {
 		n = 100
 	}
 	held := holdConns(dial, n)
-	rate, _ = connRate(dial, o.duration, 0)
+	time.Sleep(200 * time.Millisecond)
+	add(benchResult{Name: fmt.Sprintf("RSS near end, +%d idle connections", len(held)), Value: float64(rssKB(bp.near.Process.Pid)-nearIdle) / 1024, Unit: "MB"})
+	add(benchResult{Name: fmt.Sprintf("RSS far end, +%d idle connections", len(held)), Value: float64(rssKB(bp.far.Process.Pid)-farIdle) / 1024, Unit: "MB"})
+	rate, _ := connRate(dial, o.duration, 0)
 	add(benchResult{Name: fmt.Sprintf("SOCKS5 connections with %d others open", len(held)), Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
-	add(benchResult{Name: fmt.Sprintf("RSS near end, +%d idle connections", len(held)), Value: float64(rssKB(bp.near.Process.Pid)-nearBase) / 1024, Unit: "MB"})
-	add(benchResult{Name: fmt.Sprintf("RSS far end, +%d idle connections", len(held)), Value: float64(rssKB(bp.far.Process.Pid)-farBase) / 1024, Unit: "MB"})
 	for _, c := range held {
 		c.Close()
 	}
+	time.Sleep(1500 * time.Millisecond) // their TIME-WAIT ends
+	rate, _ = connRate(dial, o.duration, 0)
+	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
 	if o.churn > 0 {
 		rate, failed := connRate(dial, 0, o.churn)
 		add(benchResult{Name: fmt.Sprintf("SOCKS5 churn: %d connections back to back", o.churn), Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d failed", failed)})
@@ -225,7 +255,6 @@ func tunnelOnlyFigures(bp *benchPair, snk *sink, dial func(context.Context) (net
 		add(benchResult{Name: "RSS near end after churn (12 s later)", Value: float64(rssKB(bp.near.Process.Pid)) / 1024, Unit: "MB"})
 		add(benchResult{Name: "RSS far end after churn (12 s later)", Value: float64(rssKB(bp.far.Process.Pid)) / 1024, Unit: "MB"})
 	}
-	return nil
 }
 
 // bulk runs n streams in direction dir for d and returns Gbit/s.

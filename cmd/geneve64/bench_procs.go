@@ -18,10 +18,9 @@ import (
 // benchPair is the near (client, SOCKS) and far (server, egress) endpoints,
 // each a child process of this binary, on loopback UDP.
 type benchPair struct {
-	near, far         *exec.Cmd
-	socks             string
-	forward           string
-	nearIdle, farIdle int64 // RSS in KiB right after start
+	near, far *exec.Cmd
+	socks     string
+	forward   string
 }
 
 func freePort(network string) (int, error) {
