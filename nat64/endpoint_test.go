@@ -284,8 +284,12 @@ func TestReceiverDrops(t *testing.T) {
 		t.Fatalf("peers %+v, want one at %s", p, good)
 	}
 	// A valid packet from a new address does move the path: roaming.
-	attacker.WriteBatch([]Message{{Buf: build(7, goodOpt), Addr: cs.LocalAddr()}})
-	waitUntil(t, "roaming", func() bool { return srv.Peers()[0].Path == attacker.LocalAddr() })
+	// (Moves are rate-limited: a roaming client keeps sending, and so does this.)
+	waitUntil(t, "roaming", func() bool {
+		attacker.WriteBatch([]Message{{Buf: build(7, goodOpt), Addr: cs.LocalAddr()}})
+		time.Sleep(20 * time.Millisecond)
+		return srv.Peers()[0].Path == attacker.LocalAddr()
+	})
 	ss.waitFor(t, frame)
 	_ = c
 }
@@ -314,4 +318,28 @@ func TestServerExpiresIdlePeers(t *testing.T) {
 	if srv.Stats().Drops(DropPeerLimit) != 0 {
 		t.Fatalf("%d peer-limit drops", srv.Stats().Drops(DropPeerLimit))
 	}
+}
+
+// TestPathMovesRateLimited: valid packets from two sources in quick
+// succession move the path once; after the interval, the newest wins.
+func TestPathMovesRateLimited(t *testing.T) {
+	cs, ls := loopback(t)
+	srv, _ := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour})
+	opt, _ := AppendOption(nil, Endpoints{Src: idClient, Dst: idServer})
+	pkt, _ := (&geneve.Header{Protocol: geneve.ProtocolEthernet, VNI: 7, OptionBytes: opt}).Append(nil)
+	pkt = append(pkt, ethFrame(0x10, 1, "roaming")...)
+	a, _ := loopback(t)
+	b, _ := loopback(t)
+	a.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
+	waitUntil(t, "the first path", func() bool { return len(srv.Peers()) == 1 && srv.Peers()[0].Path == a.LocalAddr() })
+	a.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}}) // a second packet: lastMove is set by the move above
+	b.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
+	waitUntil(t, "the held move counted", func() bool { return srv.Stats().PathHeld.Load() >= 1 })
+	if srv.Peers()[0].Path != a.LocalAddr() {
+		t.Fatal("the path moved twice within the interval")
+	}
+	time.Sleep(minMoveInterval)
+	b.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
+	waitUntil(t, "the move after the interval", func() bool { return srv.Peers()[0].Path == b.LocalAddr() })
 }

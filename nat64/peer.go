@@ -23,6 +23,7 @@ type peer struct {
 	lastHeard atomic.Int64 // clock() of the last valid packet; 0: never
 	lastSent  atomic.Int64 // clock() of the last packet sent
 	lastProbe atomic.Int64 // clock() of the last echo request sent
+	lastMove  atomic.Int64 // clock() of the last learned path change
 	created   int64
 	rtt       atomic.Int64 // nanoseconds; 0: not measured yet
 	seq       atomic.Uint64

@@ -190,17 +190,28 @@ func (e *Endpoint) peerFor(id netip.Addr, from netip.AddrPort) *peer {
 	return p
 }
 
+// minMoveInterval is the least time between two moves of one peer's path.
+const minMoveInterval = 250 * time.Millisecond
+
 // heard records a valid packet from p and, where the mode learns paths,
 // moves p's path to where the packet came from: the newest valid packet wins.
 func (e *Endpoint) heard(p *peer, from netip.AddrPort, now int64) {
 	first := p.lastHeard.Swap(now) == 0
 	if e.cfg.Mode == Server || e.cfg.Mode == Auto {
 		if cur, ok := p.currentPath(); !ok || cur != from {
-			moved := from // a copy, so only a change allocates
-			p.path.Store(&moved)
-			e.stats.PathChanges.Add(1)
-			if ok {
-				e.log.Info("peer path moved", "identity", p.id, "from", cur, "to", from)
+			// Moves are rate-limited per peer: a roaming client waits at most
+			// minMoveInterval, and a stream of packets from ever new sources
+			// cannot make the path flap.
+			if last := p.lastMove.Load(); ok && last != 0 && now-last < int64(minMoveInterval) {
+				e.stats.PathHeld.Add(1)
+			} else {
+				moved := from // a copy, so only a change allocates
+				p.path.Store(&moved)
+				p.lastMove.Store(now)
+				e.stats.PathChanges.Add(1)
+				if ok {
+					e.log.Info("peer path moved", "identity", p.id, "from", cur, "to", from)
+				}
 			}
 		}
 	}

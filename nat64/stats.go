@@ -57,6 +57,7 @@ type Stats struct {
 	OAMIn       atomic.Uint64 // valid OAM packets received
 	OAMOut      atomic.Uint64 // OAM packets sent
 	PathChanges atomic.Uint64 // learned paths set or moved
+	PathHeld    atomic.Uint64 // path moves refused by the rate limit (the packet itself was accepted)
 	drops       [numDropReasons]atomic.Uint64
 }
 
