@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +40,49 @@ type pair struct {
 type pairOptions struct {
 	forwards []socks.Forward // on the near end
 	reverses []socks.Forward // on the far end
+	key      []byte          // authenticated mode on both ends
+	// tapNear and tapFar, when set, see every datagram the end sends.
+	tapNear, tapFar *tap
+}
+
+// tap is a nat64.PacketConn that keeps copies of the last data packets
+// (not OAM) written through it: a capture to replay.
+type tap struct {
+	nat64.PacketConn
+	mu   sync.Mutex
+	last [][]byte
+}
+
+func (c *tap) WriteBatch(m []nat64.Message) (int, error) {
+	c.mu.Lock()
+	for _, x := range m {
+		if len(x.Buf) > 100 && x.Buf[1]&0x80 == 0 { // data, not OAM
+			c.last = append(c.last, bytes.Clone(x.Buf))
+			if len(c.last) > 64 {
+				c.last = c.last[1:]
+			}
+		}
+	}
+	c.mu.Unlock()
+	return c.PacketConn.WriteBatch(m)
+}
+
+func (c *tap) captured() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.last...)
+}
+
+// listenTapped returns a ListenFunc on real UDP whose socket t wraps.
+func listenTapped(t *tap) nat64.ListenFunc {
+	return func(laddr netip.AddrPort) (nat64.PacketConn, error) {
+		c, err := nat64.ListenUDP(laddr)
+		if err != nil {
+			return nil, err
+		}
+		t.PacketConn = c
+		return t, nil
+	}
 }
 
 func nearStack() stack.Config {
@@ -58,16 +103,25 @@ func startNode(t *testing.T, cfg node.Config) *node.Node {
 
 // loopbackPair runs both ends on real UDP sockets on [::1].
 func loopbackPair(t *testing.T, o pairOptions) *pair {
+	farEP := nat64.Config{Mode: nat64.Server, VNI: 42, Local: ap("[2001:db8:b::1]:0"), Bind: ap("[::1]:0"),
+		Remote: pf("fdd9:f2f4:ed01::/64"), Key: o.key}
+	if o.tapFar != nil {
+		farEP.Listen = listenTapped(o.tapFar)
+	}
 	far := startNode(t, node.Config{
-		Endpoint: nat64.Config{Mode: nat64.Server, VNI: 42, Local: ap("[2001:db8:b::1]:0"), Bind: ap("[::1]:0"),
-			Remote: pf("fdd9:f2f4:ed01::/64")},
+		Endpoint: farEP,
 		Stack:    stack.Config{Addrs: farAddrs, Egress: true},
 		Forwards: o.reverses,
 	})
 	path := far.Endpoint.LocalAddr()
+	nearEP := nat64.Config{Mode: nat64.Client, VNI: 42, Local: ap("[fdd9:f2f4:ed01::1]:0"),
+		Path: nat64.Target{Addr: path.Addr(), Port: path.Port()}, Remote: pf("2001:db8:b::1/128"), Key: o.key}
+	if o.tapNear != nil {
+		nearEP.Listen = listenTapped(o.tapNear)
+		nearEP.Bind = ap("[::1]:0")
+	}
 	near := startNode(t, node.Config{
-		Endpoint: nat64.Config{Mode: nat64.Client, VNI: 42, Local: ap("[fdd9:f2f4:ed01::1]:0"),
-			Path: nat64.Target{Addr: path.Addr(), Port: path.Port()}, Remote: pf("2001:db8:b::1/128")},
+		Endpoint: nearEP,
 		Stack:    nearStack(),
 		SOCKS:    &socks.Config{Addr: "127.0.0.1:0"},
 		Forwards: o.forwards,
