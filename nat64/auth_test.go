@@ -214,3 +214,14 @@ func (c *tapConn) last(t *testing.T) []byte {
 	}
 	return c.data
 }
+
+func FuzzParseKey(f *testing.F) {
+	f.Add([]byte("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=\n"))
+	f.Add([]byte("4242424242424242 4242424242424242"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, err := ParseKey(b)
+		if err == nil && len(k) < MinKeyLen {
+			t.Fatalf("accepted a %d-byte key", len(k))
+		}
+	})
+}

@@ -68,18 +68,23 @@ func Listen(nw Network, cfg Config) (*Server, error) {
 	if !isLoopback(ln.Addr()) && cfg.User == "" {
 		s.log.Warn("SOCKS5 listens beyond loopback without --socks-user: anyone who reaches it can use the tunnel")
 	}
+	s.srv = s.newLibServer()
+	go s.serve()
+	return s, nil
+}
+
+// newLibServer configures go-socks5 with our resolver, handlers and logger.
+func (s *Server) newLibServer() *socks5.Server {
 	opts := []socks5.Option{
-		socks5.WithResolver(tunnelResolver{nw}),
+		socks5.WithResolver(tunnelResolver{s.nw}),
 		socks5.WithConnectHandle(s.connect),
 		socks5.WithAssociateHandle(s.associate),
 		socks5.WithLogger(debugLogger{s.log}),
 	}
-	if cfg.User != "" {
-		opts = append(opts, socks5.WithCredential(socks5.StaticCredentials{cfg.User: cfg.Pass}))
+	if s.cfg.User != "" {
+		opts = append(opts, socks5.WithCredential(socks5.StaticCredentials{s.cfg.User: s.cfg.Pass}))
 	}
-	s.srv = socks5.NewServer(opts...)
-	go s.serve()
-	return s, nil
+	return socks5.NewServer(opts...)
 }
 
 // Addr is the address the server listens on.
