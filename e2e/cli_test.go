@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/proxy"
 )
 
 // binary builds cmd/geneve64 once for the CLI tests.
@@ -302,5 +304,39 @@ func TestCLIBench(t *testing.T) {
 		if v, ok := names[want]; !ok || v <= 0 {
 			t.Errorf("bench reported %q = %v", want, v)
 		}
+	}
+}
+
+// TestCLIQuietUnderChurn: normal closes are not errors; hundreds of
+// connections through SOCKS and egress leave the log at the default level
+// as it was.
+func TestCLIQuietUnderChurn(t *testing.T) {
+	far := startFarHost(t)
+	p1, p2 := freeUDPPort(t), freeUDPPort(t)
+	srv := startBinary(t, "server", "42", fmt.Sprintf("[::1]:%d", p1), "::1", "--egress", "--addr", "10.42.0.1/24")
+	srv.field(t, "outer socket listening", "addr", nil)
+	cli := startBinary(t, "client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
+		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:0")
+	socksAddr := cli.field(t, "SOCKS5 listening", "addr", nil)
+	srv.field(t, "peer heard", "path", nil)
+	time.Sleep(200 * time.Millisecond)
+	before := len(strings.Split(srv.log(), "\n")) + len(strings.Split(cli.log(), "\n"))
+	d, err := proxy.SOCKS5("tcp", socksAddr, nil, proxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 300; i++ {
+		c, err := d.Dial("tcp", net.JoinHostPort("10.42.0.1", strconv.Itoa(far.port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+		io.ReadAll(c)
+		c.Close()
+	}
+	time.Sleep(300 * time.Millisecond)
+	after := len(strings.Split(srv.log(), "\n")) + len(strings.Split(cli.log(), "\n"))
+	if after != before {
+		t.Fatalf("300 connections wrote %d log lines:\n%s\n%s", after-before, srv.log(), cli.log())
 	}
 }

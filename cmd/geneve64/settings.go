@@ -49,6 +49,10 @@ type Settings struct {
 	NAT64Prefix string        `toml:"nat64-prefix" flag:"nat64-prefix"`
 	MaxPeers    int           `toml:"max-peers" flag:"max-peers"`
 	PeerTimeout time.Duration `toml:"peer-timeout" flag:"peer-timeout"`
+	MaxConns    int           `toml:"max-conns" flag:"max-conns"`
+	MaxHandshk  int           `toml:"max-handshakes" flag:"max-handshakes"`
+	MaxUDPFlows int           `toml:"max-udp-flows" flag:"max-udp-flows"`
+	UDPIdle     time.Duration `toml:"udp-idle" flag:"udp-idle"`
 	Metrics     string        `toml:"metrics" flag:"metrics"`
 	LogLevel    string        `toml:"log-level" flag:"log-level"`
 	LogFormat   string        `toml:"log-format" flag:"log-format"`
@@ -56,6 +60,7 @@ type Settings struct {
 
 func defaultSettings() Settings {
 	return Settings{Payload: "ethernet", PathMTU: 1500, Keepalive: nat64.DefaultKeepalive,
+		MaxConns: 4096, MaxHandshk: 512, MaxUDPFlows: 4096, UDPIdle: 2 * time.Minute,
 		MaxPeers: nat64.DefaultMaxPeers, PeerTimeout: nat64.DefaultPeerTimeout, LogLevel: "info", LogFormat: "text"}
 }
 
@@ -82,6 +87,10 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.StringVar(&s.NAT64Prefix, "nat64-prefix", "", "NAT64 prefix for IPv4 PATHs (default: discovered by RFC 7050)")
 	fs.IntVar(&s.MaxPeers, "max-peers", d.MaxPeers, "server: most clients at once")
 	fs.DurationVar(&s.PeerTimeout, "peer-timeout", d.PeerTimeout, "server: forget a client silent this long")
+	fs.IntVar(&s.MaxConns, "max-conns", d.MaxConns, "most SOCKS5 client connections at once; more are refused")
+	fs.IntVar(&s.MaxHandshk, "max-handshakes", d.MaxHandshk, "egress: most TCP handshakes in progress; more SYNs are dropped")
+	fs.IntVar(&s.MaxUDPFlows, "max-udp-flows", d.MaxUDPFlows, "egress: most UDP flows at once; more are dropped")
+	fs.DurationVar(&s.UDPIdle, "udp-idle", d.UDPIdle, "end UDP flows (egress, SOCKS, forwards) idle this long")
 	fs.StringVar(&s.Metrics, "metrics", "", "serve Prometheus /metrics and /healthz on ADDR")
 	fs.StringVar(&s.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", d.LogFormat, "text or json")
@@ -249,6 +258,16 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		sc.DNS = append(sc.DNS, a)
 	}
 	sc.Egress, sc.SLAAC = s.Egress, s.SLAAC
+	for name, v := range map[string]int{"--max-conns": s.MaxConns, "--max-handshakes": s.MaxHandshk, "--max-udp-flows": s.MaxUDPFlows} {
+		if v < 1 {
+			return c, usagef("%s %d: must be at least 1", name, v)
+		}
+	}
+	if s.UDPIdle < time.Second {
+		return c, usagef("--udp-idle %s: must be at least 1s", s.UDPIdle)
+	}
+	sc.MaxInFlightTCP, sc.MaxUDPFlows, sc.UDPIdle = s.MaxHandshk, s.MaxUDPFlows, s.UDPIdle
+	c.UDPIdle = s.UDPIdle
 	if s.SLAAC && ec.Protocol != geneve.ProtocolEthernet {
 		return c, usageError{errors.New("--slaac needs --payload ethernet: router advertisements travel on a link")}
 	}
@@ -266,7 +285,7 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		if err != nil {
 			return c, usagef("--socks %q: %v", s.SOCKS, err)
 		}
-		c.SOCKS = &socks.Config{Addr: addr, User: s.SOCKSUser, Pass: s.SOCKSPass}
+		c.SOCKS = &socks.Config{Addr: addr, User: s.SOCKSUser, Pass: s.SOCKSPass, MaxConns: s.MaxConns, UDPIdle: s.UDPIdle}
 	} else if s.SOCKSUser != "" {
 		return c, usagef("--socks-user %q: given without --socks", s.SOCKSUser)
 	}
