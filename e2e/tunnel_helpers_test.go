@@ -137,7 +137,7 @@ func simPair(t *testing.T, o pairOptions) *pair {
 	w := newWorld(false, true, 30*time.Second)
 	far := startNode(t, node.Config{
 		Endpoint: nat64.Config{Mode: nat64.Server, VNI: 42, Local: ap("[2001:db8:b::1]:0"),
-			Remote: pf("fdd9:f2f4:ed01::/64"), Listen: w.b.Listen, Keepalive: 200 * time.Millisecond},
+			Remote: pf("fdd9:f2f4:ed01::/64"), Listen: w.b.Listen, Keepalive: 200 * time.Millisecond, Key: o.key},
 		Stack:    stack.Config{Addrs: farAddrs, Egress: true},
 		Forwards: o.reverses,
 	})
@@ -148,7 +148,7 @@ func simPair(t *testing.T, o pairOptions) *pair {
 	near := startNode(t, node.Config{
 		Endpoint: nat64.Config{Mode: nat64.Client, VNI: 42, Local: ap("[fdd9:f2f4:ed01::1]:0"), Path: path,
 			Remote: pf("2001:db8:b::1/128"), Listen: w.c.Listen, HasIPv4: w.c.HasIPv4, Resolver: w.dns,
-			NAT64Prefix: nat64.WellKnownPrefix, Keepalive: 200 * time.Millisecond},
+			NAT64Prefix: nat64.WellKnownPrefix, Keepalive: 200 * time.Millisecond, Key: o.key},
 		Stack:    nearStack(),
 		SOCKS:    &socks.Config{Addr: "127.0.0.1:0"},
 		Forwards: o.forwards,
@@ -206,6 +206,12 @@ func stream(w io.Writer, seed uint64, n int64) error {
 		n -= k
 	}
 	return nil
+}
+
+// streamHashOf is the hex SHA-256 of b.
+func streamHashOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func streamHash(seed uint64, n int64) string {

@@ -73,27 +73,40 @@ func Lookup(ctx context.Context, dial DialFunc, name string, qtype dnsmessage.Ty
 	return addrs, err
 }
 
+// retransmit is how long exchangeUDP waits for an answer before it sends
+// the query again: UDP queries and answers get lost, and resolvers resend.
+const retransmit = time.Second
+
 func exchangeUDP(ctx context.Context, dial DialFunc, query []byte) ([]byte, error) {
 	c, err := dial(ctx, "udp")
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
-	if _, err := c.Write(query); err != nil {
-		return nil, err
-	}
+	deadline, _ := ctx.Deadline()
 	buf := make([]byte, 1232)
 	for {
-		// A datagram with another ID is stale or spoofed: keep waiting.
-		n, err := c.Read(buf)
-		if err != nil {
-			return nil, fmt.Errorf("DNS over UDP to %s: %w", c.RemoteAddr(), err)
+		if _, err := c.Write(query); err != nil {
+			return nil, err
 		}
-		if n >= 2 && binary.BigEndian.Uint16(buf) == binary.BigEndian.Uint16(query) {
-			return buf[:n], nil
+		wait := time.Now().Add(retransmit)
+		if wait.After(deadline) {
+			wait = deadline
+		}
+		c.SetReadDeadline(wait)
+		for {
+			// A datagram with another ID is stale or spoofed: keep waiting.
+			n, err := c.Read(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && time.Now().Before(deadline) {
+					break // no answer yet: ask again
+				}
+				return nil, fmt.Errorf("DNS over UDP to %s: %w", c.RemoteAddr(), err)
+			}
+			if n >= 2 && binary.BigEndian.Uint16(buf) == binary.BigEndian.Uint16(query) {
+				return buf[:n], nil
+			}
 		}
 	}
 }

@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"geneve64/e2e/netsim"
+)
+
+var soakFor = flag.Duration("soak", 45*time.Second, "how long TestSoak runs (CI: the default; longer by hand)")
+
+// TestSoak: steady bulk traffic and connection churn through an
+// authenticated tunnel across the simulated NAT444+NAT64 and gateway, with
+// loss, reordering, duplication and a NAT rebinding every 10 s. No
+// connection may fail, every byte must arrive, and afterwards goroutines
+// and live heap must be back near where they started.
+func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("soak test")
+	}
+	p := simPair(t, pairOptions{key: []byte("soak test key, thirty-two bytes!")})
+	far := startFarHost(t)
+	c := p.httpClient(t)
+	download(t, c, far.url("localhost", "/download"), 1, 1<<20) // warm up
+	runtime.GC()
+	time.Sleep(300 * time.Millisecond)
+	baseGoroutines := runtime.NumGoroutine()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	baseHeap := ms.HeapInuse
+
+	p.world.internet.SetFaults(netsim.Faults{Loss: 0.01, Reorder: 0.02, ReorderBy: 2 * time.Millisecond, Duplicate: 0.01})
+	ctx, cancel := context.WithTimeout(context.Background(), *soakFor)
+	defer cancel()
+	var wg sync.WaitGroup
+	var bytes, conns, failures atomic.Int64
+	fail := func(format string, args ...any) {
+		failures.Add(1)
+		t.Errorf(format, args...)
+	}
+	// Steady traffic: two streams of hash-checked downloads.
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				const n = 4 << 20
+				resp, err := c.Get(fmt.Sprintf("%s?n=%d&seed=%d", far.url("localhost", "/download"), n, seed))
+				if err != nil {
+					fail("download: %v", err)
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || len(got) != n || streamHashOf(got) != streamHash(seed, n) {
+					fail("download of %d bytes: %d arrived, %v", n, len(got), err)
+					return
+				}
+				bytes.Add(n)
+				seed++
+			}
+		}(uint64(100 * (i + 1)))
+	}
+	// Churn: open, use, close, as fast as 64 clients go.
+	d := p.socksDialer(t)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+				conn, err := d.DialContext(dctx, "tcp", net.JoinHostPort("10.42.0.1", strconv.Itoa(far.port)))
+				dcancel()
+				if err != nil {
+					fail("churn dial: %v", err)
+					return
+				}
+				conn.SetDeadline(time.Now().Add(30 * time.Second))
+				io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n")
+				b, err := io.ReadAll(conn)
+				conn.Close()
+				if err != nil || len(b) < 24 || string(b[len(b)-24:]) != "hello from the far side\n" {
+					fail("churn request: %q %v", b, err)
+					return
+				}
+				conns.Add(1)
+			}
+		}()
+	}
+	// NAT rebinding every 10 s.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				p.world.cgn.Rebind()
+			}
+		}
+	}()
+	wg.Wait()
+	p.world.internet.SetFaults(netsim.Faults{})
+	secs := soakFor.Seconds()
+	t.Logf("soak %v: %d MiB downloaded (%.0f Mbit/s), %d connections (%.0f/s), %d failures, path changes %d",
+		*soakFor, bytes.Load()>>20, float64(bytes.Load())*8/secs/1e6, conns.Load(), float64(conns.Load())/secs,
+		failures.Load(), p.far.Endpoint.Stats().PathChanges.Load())
+	if failures.Load() != 0 {
+		t.Fatalf("%d failures", failures.Load())
+	}
+
+	// Afterwards: connections end (TIME-WAIT is 1 s), idle flows and memory
+	// come back.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		g := runtime.NumGoroutine()
+		if g <= baseGoroutines+10 && ms.HeapInuse <= baseHeap+32<<20 {
+			t.Logf("goroutines %d (start %d), heap in use %d MiB (start %d MiB)", g, baseGoroutines, ms.HeapInuse>>20, baseHeap>>20)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the soak: goroutines %d (start %d), heap in use %d MiB (start %d MiB)",
+				g, baseGoroutines, ms.HeapInuse>>20, baseHeap>>20)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
