@@ -194,3 +194,24 @@ func TestAuthenticatedThroughGateway(t *testing.T) {
 		t.Fatalf("%d peers: a packet with another key made one", n)
 	}
 }
+
+// TestAuthenticatedSymmetricAndAuto: authenticated mode in the other two
+// modes, across two gateways and across one.
+func TestAuthenticatedSymmetricAndAuto(t *testing.T) {
+	key := func(c *nat64.Config) { c.Key = []byte("symmetric and auto, 32-byte key.") }
+	w := newWorld(true, true, 30*time.Second)
+	a, ca := endpoint(t, w.a, w, nat64.Symmetric, "2001:db8:a::1", "64:ff9b::203.0.113.90", "2001:db8:b::1", key)
+	b, cb := endpoint(t, w.b, w, nat64.Symmetric, "2001:db8:b::1", "64:ff9b::198.51.100.7", "2001:db8:a::1", key)
+	exchange(t, a, ca, b, cb, "symmetric with a key")
+
+	w2 := newWorld(false, true, 30*time.Second)
+	b2, cb2 := endpoint(t, w2.b, w2, nat64.Auto, "2001:db8:b::1", "64:ff9b::192.0.2.1", "fdd9:f2f4:ed01::1", key)
+	c2, cc2 := endpoint(t, w2.c, w2, nat64.Auto, "fdd9:f2f4:ed01::1", "geneve-entry-point.example", "2001:db8:b::1",
+		func(c *nat64.Config) { key(c); c.Bind = ap("[::]:0") })
+	exchange(t, c2, cc2, b2, cb2, "auto with a key")
+	for _, e := range []*nat64.Endpoint{a, b, b2, c2} {
+		if d := e.Stats().Drops(nat64.DropAuth) + e.Stats().Drops(nat64.DropReplay); d != 0 {
+			t.Fatalf("%d authentication drops between holders of the key", d)
+		}
+	}
+}

@@ -104,6 +104,9 @@ func StartForward(nw Network, f Forward, idle time.Duration, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f, err)
 	}
+	if !f.Reverse && !isLoopbackAddr(fw.Addr()) {
+		fw.log.Warn("forward listens beyond loopback: anyone who reaches it can use the tunnel", "addr", fw.Addr().String())
+	}
 	if fw.ln != nil {
 		go fw.serveTCP()
 	} else {
@@ -134,6 +137,16 @@ func (fw *Forwarder) Close() error {
 	<-fw.done
 	fw.conns.closeAll()
 	return err
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UDPAddr:
+		return a.IP.IsLoopback()
+	}
+	return false
 }
 
 func (fw *Forwarder) dial(ctx context.Context, network string) (net.Conn, error) {

@@ -72,6 +72,9 @@ type Config struct {
 	MaxInFlightTCP int
 	// MaxUDPFlows bounds egress UDP flows (default 4096).
 	MaxUDPFlows int
+	// MaxFlowsPerPeer bounds the egress flows, TCP and UDP, from one inner
+	// source address (default 1024), so one peer cannot take them all.
+	MaxFlowsPerPeer int
 	// UDPIdle ends an egress UDP flow idle that long (default 60 s).
 	UDPIdle time.Duration
 	// Logger receives the stack's log; slog.Default() by default.
@@ -98,6 +101,9 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxUDPFlows <= 0 {
 		c.MaxUDPFlows = 4096
+	}
+	if c.MaxFlowsPerPeer <= 0 {
+		c.MaxFlowsPerPeer = 1024
 	}
 	if c.UDPIdle <= 0 {
 		c.UDPIdle = 60 * time.Second

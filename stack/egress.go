@@ -27,13 +27,37 @@ type egress struct {
 	tcpFlows atomic.Int64
 	udpFlows atomic.Int64
 	dns      []closer
+
+	perPeerMu sync.Mutex
+	perPeer   map[netip.Addr]int // flows open per inner source address
+	refused   atomic.Uint64      // flows refused by a limit
+}
+
+// admit reserves a flow for src, refusing it past the per-peer limit.
+func (e *egress) admit(src netip.Addr) bool {
+	e.perPeerMu.Lock()
+	defer e.perPeerMu.Unlock()
+	if e.perPeer[src] >= e.st.cfg.MaxFlowsPerPeer {
+		e.refused.Add(1)
+		return false
+	}
+	e.perPeer[src]++
+	return true
+}
+
+func (e *egress) release(src netip.Addr) {
+	e.perPeerMu.Lock()
+	if e.perPeer[src]--; e.perPeer[src] <= 0 {
+		delete(e.perPeer, src)
+	}
+	e.perPeerMu.Unlock()
 }
 
 type closer interface{ Close() error }
 
 func (st *Stack) startEgress() error {
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &egress{st: st, ctx: ctx, cancel: cancel}
+	e := &egress{st: st, ctx: ctx, cancel: cancel, perPeer: make(map[netip.Addr]int)}
 	st.egr = e
 	// Accept packets for any address, and answer from it.
 	if err := st.s.SetPromiscuousMode(nicID, true); err != nil {
@@ -82,9 +106,15 @@ func (e *egress) target(dst netip.AddrPort) netip.AddrPort {
 
 func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
+	src := netipAddr(id.RemoteAddress)
+	if !e.admit(src) {
+		r.Complete(true)
+		return
+	}
 	dst := e.target(netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort))
 	host, err := e.st.cfg.EgressDial(e.ctx, "tcp", dst.String())
 	if err != nil {
+		e.release(src)
 		e.st.log.Debug("egress TCP dial failed", "to", dst, "err", err)
 		r.Complete(true) // a reset, as the target itself would have sent
 		return
@@ -92,6 +122,7 @@ func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
+		e.release(src)
 		host.Close()
 		r.Complete(true)
 		return
@@ -104,24 +135,32 @@ func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
 	go func() {
 		defer e.wg.Done()
 		defer e.tcpFlows.Add(-1)
+		defer e.release(src)
 		relay.Stream(inner, host)
 	}()
 }
 
 func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
 	if e.udpFlows.Load() >= int64(e.st.cfg.MaxUDPFlows) {
+		e.refused.Add(1)
 		return false // dropped: the table is full
 	}
 	id := r.ID()
+	src := netipAddr(id.RemoteAddress)
+	if !e.admit(src) {
+		return false
+	}
 	dst := e.target(netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort))
 	host, err := e.st.cfg.EgressDial(e.ctx, "udp", dst.String())
 	if err != nil {
+		e.release(src)
 		e.st.log.Debug("egress UDP dial failed", "to", dst, "err", err)
 		return false
 	}
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
+		e.release(src)
 		host.Close()
 		return false
 	}
@@ -131,6 +170,7 @@ func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
 	go func() {
 		defer e.wg.Done()
 		defer e.udpFlows.Add(-1)
+		defer e.release(src)
 		relay.Datagrams(inner, host, e.st.cfg.UDPIdle)
 	}()
 	return true

@@ -158,6 +158,8 @@ type Stats struct {
 	BadFrames uint64
 	// TCPFlows and UDPFlows are egress flows open now.
 	TCPFlows, UDPFlows int64
+	// FlowsRefused counts egress flows refused by a limit.
+	FlowsRefused uint64
 }
 
 // Stats returns the stack's counters.
@@ -165,6 +167,7 @@ func (st *Stack) Stats() Stats {
 	s := Stats{FramesForOthers: st.ep.rxOther.Load(), BadFrames: st.ep.rxBad.Load()}
 	if st.egr != nil {
 		s.TCPFlows, s.UDPFlows = st.egr.tcpFlows.Load(), st.egr.udpFlows.Load()
+		s.FlowsRefused = st.egr.refused.Load()
 	}
 	return s
 }

@@ -356,3 +356,54 @@ func TestParseRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestEgressFlowsPerPeer: one peer cannot open more egress flows than its
+// share; the refused handshake is reset, and closing a flow frees a slot.
+func TestEgressFlowsPerPeer(t *testing.T) {
+	a, b := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true, MaxFlowsPerPeer: 3})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	target := net.JoinHostPort("10.42.0.1", itoa(ln.Addr().(*net.TCPAddr).Port))
+	var open []net.Conn
+	for i := 0; i < 3; i++ {
+		c, err := a.DialContext(ctx(t), "tcp", target)
+		if err != nil {
+			t.Fatalf("flow %d: %v", i, err)
+		}
+		open = append(open, c)
+	}
+	if _, err := a.DialContext(ctx(t), "tcp", target); err == nil {
+		t.Fatal("a fourth flow was admitted")
+	}
+	if b.Stats().FlowsRefused != 1 {
+		t.Fatalf("refused %d", b.Stats().FlowsRefused)
+	}
+	open[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := a.DialContext(ctx(t), "tcp", target)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the freed slot was never reused: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, c := range open[1:] {
+		c.Close()
+	}
+}

@@ -52,6 +52,7 @@ type Settings struct {
 	MaxConns    int           `toml:"max-conns" flag:"max-conns"`
 	MaxHandshk  int           `toml:"max-handshakes" flag:"max-handshakes"`
 	MaxUDPFlows int           `toml:"max-udp-flows" flag:"max-udp-flows"`
+	MaxPerPeer  int           `toml:"max-flows-per-peer" flag:"max-flows-per-peer"`
 	UDPIdle     time.Duration `toml:"udp-idle" flag:"udp-idle"`
 	Metrics     string        `toml:"metrics" flag:"metrics"`
 	LogLevel    string        `toml:"log-level" flag:"log-level"`
@@ -60,7 +61,7 @@ type Settings struct {
 
 func defaultSettings() Settings {
 	return Settings{Payload: "ethernet", PathMTU: 1500, Keepalive: nat64.DefaultKeepalive,
-		MaxConns: 4096, MaxHandshk: 512, MaxUDPFlows: 4096, UDPIdle: 2 * time.Minute,
+		MaxConns: 4096, MaxHandshk: 512, MaxUDPFlows: 4096, MaxPerPeer: 1024, UDPIdle: 2 * time.Minute,
 		MaxPeers: nat64.DefaultMaxPeers, PeerTimeout: nat64.DefaultPeerTimeout, LogLevel: "info", LogFormat: "text"}
 }
 
@@ -90,6 +91,7 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.IntVar(&s.MaxConns, "max-conns", d.MaxConns, "most SOCKS5 client connections at once; more are refused")
 	fs.IntVar(&s.MaxHandshk, "max-handshakes", d.MaxHandshk, "egress: most TCP handshakes in progress; more SYNs are dropped")
 	fs.IntVar(&s.MaxUDPFlows, "max-udp-flows", d.MaxUDPFlows, "egress: most UDP flows at once; more are dropped")
+	fs.IntVar(&s.MaxPerPeer, "max-flows-per-peer", d.MaxPerPeer, "egress: most TCP and UDP flows from one inner address")
 	fs.DurationVar(&s.UDPIdle, "udp-idle", d.UDPIdle, "end UDP flows (egress, SOCKS, forwards) idle this long")
 	fs.StringVar(&s.Metrics, "metrics", "", "serve Prometheus /metrics and /healthz on ADDR")
 	fs.StringVar(&s.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
@@ -258,7 +260,8 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		sc.DNS = append(sc.DNS, a)
 	}
 	sc.Egress, sc.SLAAC = s.Egress, s.SLAAC
-	for name, v := range map[string]int{"--max-conns": s.MaxConns, "--max-handshakes": s.MaxHandshk, "--max-udp-flows": s.MaxUDPFlows} {
+	for name, v := range map[string]int{"--max-conns": s.MaxConns, "--max-handshakes": s.MaxHandshk,
+		"--max-udp-flows": s.MaxUDPFlows, "--max-flows-per-peer": s.MaxPerPeer} {
 		if v < 1 {
 			return c, usagef("%s %d: must be at least 1", name, v)
 		}
@@ -266,7 +269,7 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 	if s.UDPIdle < time.Second {
 		return c, usagef("--udp-idle %s: must be at least 1s", s.UDPIdle)
 	}
-	sc.MaxInFlightTCP, sc.MaxUDPFlows, sc.UDPIdle = s.MaxHandshk, s.MaxUDPFlows, s.UDPIdle
+	sc.MaxInFlightTCP, sc.MaxUDPFlows, sc.MaxFlowsPerPeer, sc.UDPIdle = s.MaxHandshk, s.MaxUDPFlows, s.MaxPerPeer, s.UDPIdle
 	c.UDPIdle = s.UDPIdle
 	if s.SLAAC && ec.Protocol != geneve.ProtocolEthernet {
 		return c, usageError{errors.New("--slaac needs --payload ethernet: router advertisements travel on a link")}
