@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,6 +39,7 @@ func TestSoak(t *testing.T) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	baseHeap := ms.HeapInuse
+	baseRSS := selfRSS()
 
 	p.world.internet.SetFaults(netsim.Faults{Loss: 0.01, Reorder: 0.02, ReorderBy: 2 * time.Millisecond, Duplicate: 0.01})
 	ctx, cancel := context.WithTimeout(context.Background(), *soakFor)
@@ -128,14 +131,33 @@ func TestSoak(t *testing.T) {
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		g := runtime.NumGoroutine()
-		if g <= baseGoroutines+10 && ms.HeapInuse <= baseHeap+32<<20 {
-			t.Logf("goroutines %d (start %d), heap in use %d MiB (start %d MiB)", g, baseGoroutines, ms.HeapInuse>>20, baseHeap>>20)
+		rss := selfRSS()
+		// Both endpoints live in this process: its RSS is theirs.
+		if g <= baseGoroutines+10 && ms.HeapInuse <= baseHeap+32<<20 && rss <= baseRSS+48<<20 {
+			t.Logf("goroutines %d (start %d), heap in use %d MiB (start %d MiB), RSS %d MiB (start %d MiB)",
+				g, baseGoroutines, ms.HeapInuse>>20, baseHeap>>20, rss>>20, baseRSS>>20)
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the soak: goroutines %d (start %d), heap in use %d MiB (start %d MiB)",
-				g, baseGoroutines, ms.HeapInuse>>20, baseHeap>>20)
+			t.Fatalf("after the soak: goroutines %d (start %d), heap in use %d MiB (start %d MiB), RSS %d MiB (start %d MiB)",
+				g, baseGoroutines, ms.HeapInuse>>20, baseHeap>>20, rss>>20, baseRSS>>20)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// selfRSS is this process's resident set size in bytes, 0 where /proc has
+// no answer (then the check is the live heap's alone).
+func selfRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -133,6 +133,18 @@ func TestTCPAndPing(t *testing.T) {
 	}
 }
 
+// shout answers every datagram on pc with its upper-cased copy.
+func shout(pc net.PacketConn) {
+	buf := make([]byte, 2000)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(bytes.ToUpper(buf[:n]), from)
+	}
+}
+
 func TestUDP(t *testing.T) {
 	a, b := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB})
 	pc, err := b.ListenPacket("udp", ":5353")
@@ -140,16 +152,7 @@ func TestUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	go func() {
-		buf := make([]byte, 2000)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(bytes.ToUpper(buf[:n]), from)
-		}
-	}()
+	go shout(pc)
 	for _, addr := range []string{"10.42.0.1:5353", "[fd42::1]:5353"} {
 		c, err := a.DialContext(ctx(t), "udp", addr)
 		if err != nil {
@@ -251,16 +254,7 @@ func TestEgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	go func() {
-		buf := make([]byte, 2000)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(bytes.ToUpper(buf[:n]), from)
-		}
-	}()
+	go shout(pc)
 	uc, err := a.DialContext(ctx(t), "udp", net.JoinHostPort("10.42.0.1", itoa(pc.LocalAddr().(*net.UDPAddr).Port)))
 	if err != nil {
 		t.Fatal(err)

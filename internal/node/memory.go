@@ -8,7 +8,7 @@ import (
 
 // releaseThreshold is how much freed heap may sit in the process before it
 // is handed back to the system.
-const releaseThreshold = 64 << 20
+const releaseThreshold = 16 << 20
 
 // releaseMemory hands freed heap back to the system when much of it sits
 // idle. After a burst of connections closes, the Go runtime keeps the
