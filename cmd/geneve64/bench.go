@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -32,6 +33,21 @@ type benchOpts struct {
 	jsonOut  bool
 	quick    bool
 	churn    int
+	only     string
+}
+
+// want reports whether a group of figures runs: all of them unless --only
+// names some.
+func (o benchOpts) want(group string) bool {
+	if o.only == "" {
+		return true
+	}
+	for _, g := range strings.Split(o.only, ",") {
+		if strings.TrimSpace(g) == group {
+			return true
+		}
+	}
+	return false
 }
 
 // connWorkers is how many clients open connections at once in the rate
@@ -64,6 +80,7 @@ prints one table, with kernel loopback TCP measured in the same run as the basel
 	cmd.Flags().DurationVar(&o.duration, "duration", 3*time.Second, "how long each throughput and rate figure runs")
 	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
 	cmd.Flags().BoolVar(&o.quick, "quick", false, "fewer, shorter runs (for CI smoke tests)")
+	cmd.Flags().StringVar(&o.only, "only", "", "run only these groups: bulk, conn, key, bare (comma-separated; the kernel baseline always runs)")
 	cmd.Flags().IntVar(&o.churn, "churn", 0, "also open, use and close this many SOCKS5 connections back to back (e.g. 200000), counting failures")
 	return cmd
 }
@@ -128,13 +145,48 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 	add(benchResult{Name: "kernel loopback TCP ping-pong p50", Value: us(kp50), Unit: "µs", Comment: pinned})
 	add(benchResult{Name: "kernel loopback TCP ping-pong p99", Value: us(kp99), Unit: "µs", Comment: pinned})
 
+	if o.want("bulk") {
+		if err := bulkAndLatency(snk, o, add, kernel1); err != nil {
+			return nil, err
+		}
+	}
+	if o.want("conn") {
+		// Memory and connections on a pair of their own, so that nothing
+		// the bulk runs grew is counted.
+		bp, err := startBenchPair(snk.port(), 0)
+		if err != nil {
+			return nil, err
+		}
+		memoryAndConnections(bp, snk, o, add)
+		bp.stop()
+	}
+	if o.want("key") {
+		if err := keyFigures(snk, o, add, kernel1); err != nil {
+			return nil, err
+		}
+	}
+	if o.want("bare") {
+		time.Sleep(500 * time.Millisecond) // let the children's exit settle
+		bare, allocs := bareTunnel(o, nil)
+		add(benchResult{Name: "bare tunnel frames (encap→UDP→decap, no netstack)", Value: bare, Unit: "frames/s"})
+		add(benchResult{Name: "bare tunnel allocations", Value: allocs, Unit: "allocs/frame"})
+		bare, allocs = bareTunnel(o, []byte("bare tunnel benchmark key, 32 b."))
+		add(benchResult{Name: "bare tunnel frames with --key (HMAC-SHA256 both ends)", Value: bare, Unit: "frames/s"})
+		add(benchResult{Name: "bare tunnel allocations with --key", Value: allocs, Unit: "allocs/frame"})
+	}
+	return res, nil
+}
+
+// bulkAndLatency: bulk TCP through SOCKS5 and a forward at both MTUs, and
+// the pinned ping-pong.
+func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) error {
 	for _, mtu := range []struct {
 		name string
 		mtu  int
 	}{{"inner MTU 1394 (1500-byte outer path)", 0}, {"inner MTU 9000", 9000}} {
 		bp, err := startBenchPair(snk.port(), mtu.mtu)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		socksDial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
 		fwdDial := func(ctx context.Context) (net.Conn, error) {
@@ -164,45 +216,33 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 		}
 		bp.stop()
 	}
-	// Memory and connections on a pair of their own, so that nothing the
-	// bulk runs grew is counted.
-	bp, err := startBenchPair(snk.port(), 0)
-	if err != nil {
-		return nil, err
-	}
-	memoryAndConnections(bp, snk, o, add)
-	bp.stop()
-	// Authenticated mode: what --key costs.
+	return nil
+}
+
+// keyFigures: what --key costs, through SOCKS5.
+func keyFigures(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) error {
 	keyFile, err := os.CreateTemp("", "geneve64-bench-key")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer os.Remove(keyFile.Name())
 	keyFile.WriteString("QmVuY2htYXJrIGtleSwgbm90IGEgc2VjcmV0OiAzMiBieXRlcyE=\n")
 	keyFile.Close()
-	bp, err = startBenchPair(snk.port(), 0, "--key", keyFile.Name())
+	bp, err := startBenchPair(snk.port(), 0, "--key", keyFile.Name())
 	if err != nil {
-		return nil, err
+		return err
 	}
+	defer bp.stop()
 	socksDial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
 	for _, dir := range []byte{sinkUpload, sinkDownload} {
 		g := bulk(socksDial, 1, dir, o.duration, snk)
 		add(benchResult{Name: fmt.Sprintf("with --key: SOCKS5, 1 stream %s, inner MTU 1370", dirName(dir)), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
 	}
-	restore, pinned = pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
+	restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
 	p50, _ := pingPong(socksDial, pingPongRounds(o))
 	restore()
 	add(benchResult{Name: "with --key: SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
-	bp.stop()
-	time.Sleep(500 * time.Millisecond) // let the children's exit settle before the bare tunnel runs
-
-	bare, allocs := bareTunnel(o, nil)
-	add(benchResult{Name: "bare tunnel frames (encap→UDP→decap, no netstack)", Value: bare, Unit: "frames/s"})
-	add(benchResult{Name: "bare tunnel allocations", Value: allocs, Unit: "allocs/frame"})
-	bare, allocs = bareTunnel(o, []byte("bare tunnel benchmark key, 32 b."))
-	add(benchResult{Name: "bare tunnel frames with --key (HMAC-SHA256 both ends)", Value: bare, Unit: "frames/s"})
-	add(benchResult{Name: "bare tunnel allocations with --key", Value: allocs, Unit: "allocs/frame"})
-	return res, nil
+	return nil
 }
 
 func dirName(d byte) string {
