@@ -131,11 +131,9 @@ func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
 	}
 	e.stats.FramesIn.Add(1)
 	e.stats.BytesIn.Add(uint64(len(payload)))
-	if e.single != nil {
+	if e.single != nil || e.switchFrame(p, payload, rx.out) {
 		rx.deliver = append(rx.deliver, payload)
-		return
 	}
-	e.switchIn(p, payload, rx)
 }
 
 // window returns the replay window of a sender, nil when the table of
@@ -235,33 +233,5 @@ func (e *Endpoint) handleOAM(p *peer, from netip.AddrPort, m oamMessage, now int
 		if m.stamp > 0 && m.stamp <= now {
 			p.rtt.Store(now - m.stamp)
 		}
-	}
-}
-
-// switchIn delivers or forwards a frame a server received from peer p.
-func (e *Endpoint) switchIn(p *peer, f []byte, rx *rxState) {
-	src, dst, group, ok := frameAddrs(e.cfg.Protocol, f)
-	if !ok {
-		e.stats.Drop(DropMalformed)
-		return
-	}
-	e.sw.learn(src, p)
-	if !group {
-		if port, known := e.sw.lookup(dst); known {
-			switch {
-			case port == nil:
-				rx.deliver = append(rx.deliver, f)
-			case port != p:
-				e.stats.Forwarded.Add(1)
-				e.enqueue(rx.out, port, f, false)
-			}
-			return
-		}
-	}
-	rx.deliver = append(rx.deliver, f)
-	before := rx.out.n
-	e.flood(rx.out, f, p)
-	if rx.out.n != before {
-		e.stats.Forwarded.Add(1)
 	}
 }

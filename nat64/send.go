@@ -42,28 +42,9 @@ func (e *Endpoint) SendFrames(frames [][]byte) (int, error) {
 			e.enqueue(b, e.single, f, false)
 			continue
 		}
-		e.switchOut(b, f)
+		e.switchFrame(nil, f, b)
 	}
 	return len(frames), e.flush(b)
-}
-
-// switchOut sends a frame from the local stack on a server.
-func (e *Endpoint) switchOut(b *sendBatch, f []byte) {
-	src, dst, group, ok := frameAddrs(e.cfg.Protocol, f)
-	if !ok {
-		e.stats.Drop(DropMalformed)
-		return
-	}
-	e.sw.learn(src, nil)
-	if !group {
-		if port, known := e.sw.lookup(dst); known {
-			if port != nil {
-				e.enqueue(b, port, f, false)
-			}
-			return
-		}
-	}
-	e.flood(b, f, nil)
 }
 
 // flood sends f to every peer but except.

@@ -99,3 +99,38 @@ func (s *switchTable) forget(p *peer) {
 	}
 	s.mu.Unlock()
 }
+
+// switchFrame is a server's learning switch. Its ports are the peers and
+// the local stack (nil). It learns f's source behind ingress, queues f into
+// b for the peers its destination is behind (every peer but ingress for
+// group and unknown destinations), and reports whether the local stack
+// should have f too.
+func (e *Endpoint) switchFrame(ingress *peer, f []byte, b *sendBatch) (local bool) {
+	src, dst, group, ok := frameAddrs(e.cfg.Protocol, f)
+	if !ok {
+		e.stats.Drop(DropMalformed)
+		return false
+	}
+	e.sw.learn(src, ingress)
+	if !group {
+		if port, known := e.sw.lookup(dst); known {
+			switch {
+			case port == ingress: // back where it came from: not ours to send
+			case port == nil:
+				return true
+			default:
+				if ingress != nil {
+					e.stats.Forwarded.Add(1)
+				}
+				e.enqueue(b, port, f, false)
+			}
+			return false
+		}
+	}
+	before := b.n
+	e.flood(b, f, ingress)
+	if ingress != nil && b.n != before {
+		e.stats.Forwarded.Add(1)
+	}
+	return ingress != nil
+}
