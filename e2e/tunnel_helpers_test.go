@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/net/proxy"
 
+	"geneve64/geneve"
 	"geneve64/internal/node"
 	"geneve64/nat64"
 	"geneve64/socks"
@@ -41,6 +42,7 @@ type pairOptions struct {
 	forwards []socks.Forward // on the near end
 	reverses []socks.Forward // on the far end
 	key      []byte          // authenticated mode on both ends
+	ipOnly   bool            // plain IP payloads instead of Ethernet
 	// tapNear and tapFar, when set, see every datagram the end sends.
 	tapNear, tapFar *tap
 }
@@ -105,6 +107,9 @@ func startNode(t *testing.T, cfg node.Config) *node.Node {
 func loopbackPair(t *testing.T, o pairOptions) *pair {
 	farEP := nat64.Config{Mode: nat64.Server, VNI: 42, Local: ap("[2001:db8:b::1]:0"), Bind: ap("[::1]:0"),
 		Remote: pf("fdd9:f2f4:ed01::/64"), Key: o.key}
+	if o.ipOnly {
+		farEP.Protocol = geneve.ProtocolIPv4
+	}
 	if o.tapFar != nil {
 		farEP.Listen = listenTapped(o.tapFar)
 	}
@@ -116,6 +121,9 @@ func loopbackPair(t *testing.T, o pairOptions) *pair {
 	path := far.Endpoint.LocalAddr()
 	nearEP := nat64.Config{Mode: nat64.Client, VNI: 42, Local: ap("[fdd9:f2f4:ed01::1]:0"),
 		Path: nat64.Target{Addr: path.Addr(), Port: path.Port()}, Remote: pf("2001:db8:b::1/128"), Key: o.key}
+	if o.ipOnly {
+		nearEP.Protocol = geneve.ProtocolIPv4
+	}
 	if o.tapNear != nil {
 		nearEP.Listen = listenTapped(o.tapNear)
 		nearEP.Bind = ap("[::1]:0")

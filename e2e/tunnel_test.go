@@ -259,3 +259,21 @@ func TestTransferSurvivesFaults(t *testing.T) {
 		t.Fatalf("the server's path did not follow the rebinding (%s)", after)
 	}
 }
+
+// TestIPPayload: with plain IP payloads (--payload ip) instead of Ethernet,
+// TCP through SOCKS and ping work over IPv4 and IPv6 inside.
+func TestIPPayload(t *testing.T) {
+	p := loopbackPair(t, pairOptions{ipOnly: true})
+	far := startFarHost(t)
+	c := p.httpClient(t)
+	download(t, c, far.url("10.42.0.1", "/download"), 5, 8<<20)
+	download(t, c, far.url("fd42::1", "/download"), 6, 1<<20)
+	for _, dst := range []string{"10.42.0.1", "fd42::1"} {
+		if _, err := p.near.Stack.Ping(withTimeout(t, 5*time.Second), ip(dst)); err != nil {
+			t.Fatalf("ping %s: %v", dst, err)
+		}
+	}
+	if d := p.far.Endpoint.Stats().TotalDrops(); d != 0 {
+		t.Fatalf("%d drops", d)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
-	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 )
 
 // Link is the tunnel side of the stack: where outgoing frames go. The
@@ -34,12 +33,6 @@ type linkEndpoint struct {
 
 	batches sync.Pool // *frameBatch
 
-	// gro coalesces the TCP segments of one received batch into larger
-	// packets before the stack sees them: one trip through IP and TCP per
-	// coalesced packet instead of per segment. It checks checksums itself.
-	// Only the tunnel's receive goroutine uses it.
-	gro gro.GRO
-
 	// Stats, updated atomically by the caller's goroutines.
 	rxOther Counter // Ethernet frames for another MAC: not ours to take
 	rxBad   Counter // frames too short or of an unknown type
@@ -53,7 +46,6 @@ type frameBatch struct {
 func newLinkEndpoint(link Link, mtu uint32, ethernet bool, mac tcpip.LinkAddress) *linkEndpoint {
 	e := &linkEndpoint{link: link, mtu: mtu, ethernet: ethernet, mac: mac}
 	e.batches.New = func() any { return &frameBatch{} }
-	e.gro.Init(true)
 	return e
 }
 
@@ -194,14 +186,12 @@ func (e *linkEndpoint) DeliverFrames(frames [][]byte) {
 	if d == nil {
 		return
 	}
-	e.gro.Dispatcher = d
 	for _, f := range frames {
-		e.deliver(f)
+		e.deliver(d, f)
 	}
-	e.gro.Flush()
 }
 
-func (e *linkEndpoint) deliver(f []byte) {
+func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte) {
 	var proto tcpip.NetworkProtocolNumber
 	pktType := tcpip.PacketHost
 	if e.ethernet {
@@ -247,7 +237,7 @@ func (e *linkEndpoint) deliver(f []byte) {
 		e.rxBad.Add(1)
 		return
 	}
-	e.gro.Enqueue(pkt)
+	d.DeliverNetworkPacket(proto, pkt)
 	pkt.DecRef()
 }
 
