@@ -178,6 +178,7 @@ func (e *Endpoint) peerList() []*peer {
 // clock is nanoseconds since the endpoint started, never 0.
 func (e *Endpoint) clock() int64 { return int64(time.Since(e.start)) + 1 }
 
+// String describes the endpoint for logs and errors.
 func (e *Endpoint) String() string {
 	return fmt.Sprintf("%s endpoint %s on %s", e.cfg.Mode, e.cfg.Local.Addr(), e.conn.LocalAddr())
 }

@@ -28,6 +28,7 @@ type Forward struct {
 	Target string
 }
 
+// String formats f as it would be given on the command line.
 func (f Forward) String() string {
 	dir := "forward"
 	if f.Reverse {

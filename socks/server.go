@@ -169,8 +169,10 @@ type bufferedConn struct {
 	r io.Reader
 }
 
+// Read reads through the handshake's buffer.
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// CloseWrite half-closes the client connection, or closes it where it cannot.
 func (c *bufferedConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
@@ -181,6 +183,7 @@ func (c *bufferedConn) CloseWrite() error {
 // tunnelResolver resolves SOCKS domain-name targets inside the tunnel.
 type tunnelResolver struct{ nw Network }
 
+// Resolve implements go-socks5's NameResolver through the tunnel's DNS.
 func (r tunnelResolver) Resolve(ctx context.Context, name string) (context.Context, net.IP, error) {
 	addrs, err := r.nw.LookupNetIP(ctx, "ip", name)
 	if err != nil {
@@ -202,6 +205,7 @@ func (r tunnelResolver) Resolve(ctx context.Context, name string) (context.Conte
 // are per-connection events, and normal closes are not errors.
 type debugLogger struct{ l *slog.Logger }
 
+// Errorf implements go-socks5's Logger.
 func (d debugLogger) Errorf(format string, args ...any) {
 	d.l.Debug("socks5: " + fmt.Sprintf(format, args...))
 }

@@ -182,4 +182,5 @@ func tcpErr(what string, err tcpip.Error) error {
 
 type errString string
 
+// Error implements error.
 func (e errString) Error() string { return string(e) }
