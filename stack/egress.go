@@ -9,6 +9,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -104,18 +105,39 @@ func (e *egress) target(dst netip.AddrPort) netip.AddrPort {
 	return dst
 }
 
-func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
-	id := r.ID()
-	src := netipAddr(id.RemoteAddress)
+// open admits a flow from id's source and dials its target on the host.
+// A flow that is refused or whose dial fails holds no slot afterwards.
+func (e *egress) open(id gvstack.TransportEndpointID, network string) (src netip.Addr, host net.Conn, ok bool) {
+	src = netipAddr(id.RemoteAddress)
 	if !e.admit(src) {
-		r.Complete(true)
-		return
+		return src, nil, false
 	}
 	dst := e.target(netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort))
-	host, err := e.st.cfg.EgressDial(e.ctx, "tcp", dst.String())
+	host, err := e.st.cfg.EgressDial(e.ctx, network, dst.String())
 	if err != nil {
 		e.release(src)
-		e.st.log.Debug("egress TCP dial failed", "to", dst, "err", err)
+		e.st.log.Debug("egress dial failed", "network", network, "to", dst, "err", err)
+		return src, nil, false
+	}
+	return src, host, true
+}
+
+// run relays one admitted flow in its own goroutine, counted in flows,
+// and gives its slot back when the relay ends.
+func (e *egress) run(src netip.Addr, flows *atomic.Int64, relayFlow func()) {
+	flows.Add(1)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer flows.Add(-1)
+		defer e.release(src)
+		relayFlow()
+	}()
+}
+
+func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
+	src, host, ok := e.open(r.ID(), "tcp")
+	if !ok {
 		r.Complete(true) // a reset, as the target itself would have sent
 		return
 	}
@@ -130,14 +152,7 @@ func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
 	r.Complete(false)
 	ep.SocketOptions().SetKeepAlive(true)
 	inner := gonet.NewTCPConn(&wq, ep)
-	e.tcpFlows.Add(1)
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer e.tcpFlows.Add(-1)
-		defer e.release(src)
-		relay.Stream(inner, host)
-	}()
+	e.run(src, &e.tcpFlows, func() { relay.Stream(inner, host) })
 }
 
 func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
@@ -145,16 +160,8 @@ func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
 		e.refused.Add(1)
 		return false // dropped: the table is full
 	}
-	id := r.ID()
-	src := netipAddr(id.RemoteAddress)
-	if !e.admit(src) {
-		return false
-	}
-	dst := e.target(netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort))
-	host, err := e.st.cfg.EgressDial(e.ctx, "udp", dst.String())
-	if err != nil {
-		e.release(src)
-		e.st.log.Debug("egress UDP dial failed", "to", dst, "err", err)
+	src, host, ok := e.open(r.ID(), "udp")
+	if !ok {
 		return false
 	}
 	var wq waiter.Queue
@@ -165,14 +172,7 @@ func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
 		return false
 	}
 	inner := gonet.NewUDPConn(&wq, ep)
-	e.udpFlows.Add(1)
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer e.udpFlows.Add(-1)
-		defer e.release(src)
-		relay.Datagrams(inner, host, e.st.cfg.UDPIdle)
-	}()
+	e.run(src, &e.udpFlows, func() { relay.Datagrams(inner, host, e.st.cfg.UDPIdle) })
 	return true
 }
 
