@@ -228,16 +228,24 @@ func checkDissection(t *testing.T, capture string) {
 	t.Logf("tshark: %d data and %d OAM packets, all dissected as expected", data, oam)
 }
 
+// tunnelAcross runs the original README's pair of endpoints in mode across
+// the lab, A with SOCKS, B with egress and an HTTP server on its host, and
+// returns B once curl in site A reaches that server.
+func tunnelAcross(l *natLab, mode string) *labProc {
+	l.helper(l.siteB, "http-siteB", "127.0.0.1:8080")
+	l.endpoint(l.siteA, "a", mode, "42", "2001:db8:a::1", "2001:db8:64::203.0.113.90", "2001:db8:b::1",
+		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--socks", "127.0.0.1:1080")
+	b := l.endpoint(l.siteB, "b", mode, "42", "2001:db8:b::1", "2001:db8:64::198.51.100.7", "2001:db8:a::1",
+		"--addr", "10.42.0.1/24", "--egress")
+	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
+	return b
+}
+
 // TestKernelSymmetric: the original README's symmetric tunnel, both sites'
 // NAT64s with the gateway.
 func TestKernelSymmetric(t *testing.T) {
 	l := newNATLab(t, true, true)
-	l.helper(l.siteB, "http-siteB", "127.0.0.1:8080")
-	l.endpoint(l.siteA, "a", "symmetric", "42", "2001:db8:a::1", "2001:db8:64::203.0.113.90", "2001:db8:b::1",
-		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--socks", "127.0.0.1:1080")
-	b := l.endpoint(l.siteB, "b", "symmetric", "42", "2001:db8:b::1", "2001:db8:64::198.51.100.7", "2001:db8:a::1",
-		"--addr", "10.42.0.1/24", "--egress")
-	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
+	b := tunnelAcross(l, "symmetric")
 	// B hears A from A's gateway's port 6081: the extension on both sides.
 	l.waitLog(b, `from=[2001:db8:64::c633:6407]:6081`)
 }
@@ -246,13 +254,7 @@ func TestKernelSymmetric(t *testing.T) {
 // gateway: B learns A's real path from A's packets.
 func TestKernelAuto(t *testing.T) {
 	l := newNATLab(t, false, true)
-	l.helper(l.siteB, "http-siteB", "127.0.0.1:8080")
-	l.endpoint(l.siteA, "a", "auto", "42", "2001:db8:a::1", "2001:db8:64::203.0.113.90", "2001:db8:b::1",
-		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--socks", "127.0.0.1:1080")
-	b := l.endpoint(l.siteB, "b", "auto", "42", "2001:db8:b::1", "2001:db8:64::198.51.100.7", "2001:db8:a::1",
-		"--addr", "10.42.0.1/24", "--egress")
-	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
-	l.waitLog(b, "peer path moved")
+	l.waitLog(tunnelAcross(l, "auto"), "peer path moved")
 }
 
 // openTUNDevice makes /dev/net/tun open to all, as most distributions ship
