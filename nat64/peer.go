@@ -36,8 +36,8 @@ func (e *Endpoint) newPeer(id netip.Addr, key netip.AddrPort, path netip.AddrPor
 	p.hdr = e.header(id, false)
 	p.hdr6 = p.hdr
 	if e.cfg.Protocol != geneve.ProtocolEthernet {
-		p.hdr = e.headerProto(id, geneve.ProtocolIPv4)
-		p.hdr6 = e.headerProto(id, geneve.ProtocolIPv6)
+		p.hdr = e.encodeHeader(id, false, geneve.ProtocolIPv4)
+		p.hdr6 = e.encodeHeader(id, false, geneve.ProtocolIPv6)
 	}
 	p.oamHdr = e.header(id, true)
 	if path.IsValid() {
@@ -52,10 +52,6 @@ func (e *Endpoint) header(id netip.Addr, oam bool) []byte {
 		return e.encodeHeader(id, true, ProtocolOAM)
 	}
 	return e.encodeHeader(id, false, e.cfg.Protocol)
-}
-
-func (e *Endpoint) headerProto(id netip.Addr, proto uint16) []byte {
-	return e.encodeHeader(id, false, proto)
 }
 
 func (e *Endpoint) encodeHeader(id netip.Addr, oam bool, proto uint16) []byte {

@@ -156,11 +156,12 @@ func (g *Gateway) outbound() {
 			}
 			continue
 		}
-		s4, d4, _, ok := g.cfg.Rules.Outbound(src, dst, payload)
+		// The source the rules give is the gateway's IPv4:port, which the
+		// socket is bound to.
+		_, d4, _, ok := g.cfg.Rules.Outbound(src, dst, payload)
 		if !ok {
 			continue
 		}
-		_ = s4 // the socket is bound to it
 		if _, err := g.v4.WriteToUDPAddrPort(payload, d4); err != nil {
 			g.log.Debug("gateway IPv4 send failed", "to", d4, "err", err)
 			g.stats.Drop(nat64.DropSendError)
