@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -59,18 +60,8 @@ type onlyWriter struct{ io.Writer }
 // connection, each already connected to its one peer, until neither has
 // carried a datagram for idle. Then it closes both.
 func Datagrams(a, b net.Conn, idle time.Duration) {
-	var last sync.Mutex
-	stamp := time.Now()
-	touch := func() {
-		last.Lock()
-		stamp = time.Now()
-		last.Unlock()
-	}
-	idleFor := func() time.Duration {
-		last.Lock()
-		defer last.Unlock()
-		return time.Since(stamp)
-	}
+	var last atomic.Int64 // when either direction last carried a datagram
+	last.Store(time.Now().UnixNano())
 	copyDatagrams := func(dst, src net.Conn) {
 		buf := make([]byte, 65535)
 		for {
@@ -78,14 +69,14 @@ func Datagrams(a, b net.Conn, idle time.Duration) {
 			n, err := src.Read(buf)
 			if err != nil {
 				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() && idleFor() < idle {
+				if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < idle {
 					continue // the other direction is busy: keep the flow
 				}
 				dst.Close()
 				src.Close()
 				return
 			}
-			touch()
+			last.Store(time.Now().UnixNano())
 			if _, err := dst.Write(buf[:n]); err != nil {
 				continue // a lost datagram is UDP's to lose
 			}
