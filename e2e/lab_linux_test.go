@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -116,10 +117,13 @@ func (l *lab) ns(name string) string {
 	return full
 }
 
-// must runs a command and fails the test if it fails.
+// must runs a command and fails the test if it fails or takes over a
+// minute: a wedged tool fails its test by name instead of hanging the run.
 func (l *lab) must(args ...string) string {
 	l.t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
 	if err != nil {
 		l.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}

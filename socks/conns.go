@@ -1,16 +1,19 @@
 package socks
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 )
 
 // connSet tracks a front-end's open connections so Close ends them all and
-// nothing outlives the front-end.
+// nothing outlives the front-end. Each client connection may carry the far
+// side it is relayed to: closing only the client would not wake a relay
+// blocked writing to a far side that stopped reading.
 type connSet struct {
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]io.Closer
 	closed bool
 	wg     sync.WaitGroup
 	active atomic.Int64
@@ -26,9 +29,9 @@ func (s *connSet) add(c net.Conn) bool {
 		return false
 	}
 	if s.conns == nil {
-		s.conns = make(map[net.Conn]struct{})
+		s.conns = make(map[net.Conn]io.Closer)
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = nil
 	s.wg.Add(1)
 	s.active.Add(1)
 	s.total.Add(1)
@@ -45,12 +48,29 @@ func (s *connSet) done(c net.Conn) {
 	s.mu.Unlock()
 }
 
-// closeAll closes every connection and waits for their handlers.
+// attach records far as the other side of c's relay, closed with c by
+// closeAll. It reports false, closing far, once the set is closed.
+func (s *connSet) attach(c net.Conn, far io.Closer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; !ok || s.closed {
+		far.Close()
+		return false
+	}
+	s.conns[c] = far
+	return true
+}
+
+// closeAll closes every connection and its far side, and waits for their
+// handlers.
 func (s *connSet) closeAll() {
 	s.mu.Lock()
 	s.closed = true
-	for c := range s.conns {
+	for c, far := range s.conns {
 		c.Close()
+		if far != nil {
+			far.Close()
+		}
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

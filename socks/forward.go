@@ -181,6 +181,10 @@ func (fw *Forwarder) serveTCP() {
 				c.Close()
 				return
 			}
+			if !fw.conns.attach(c, t) {
+				c.Close()
+				return
+			}
 			relay.Stream(c, t)
 		}()
 	}

@@ -158,6 +158,9 @@ func (s *Server) connect(ctx context.Context, w io.Writer, req *socks5.Request) 
 		target.Close()
 		return errors.New("socks: client is not a connection")
 	}
+	if !s.conns.attach(client, target) {
+		return net.ErrClosed
+	}
 	relay.Stream(&bufferedConn{Conn: client, r: req.Reader}, target)
 	return nil
 }

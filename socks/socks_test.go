@@ -316,3 +316,54 @@ func waitGoroutines(t *testing.T, base int) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// stalledNetwork dials targets that never read, as a far side does once its
+// window is shut: a relay writing to one blocks.
+type stalledNetwork struct {
+	hostNetwork
+	far chan net.Conn
+}
+
+func (n *stalledNetwork) DialContext(context.Context, string, string) (net.Conn, error) {
+	near, far := net.Pipe()
+	n.far <- far
+	return tcpAddrConn{near}, nil
+}
+
+// tcpAddrConn gives a pipe the TCP address a SOCKS reply needs.
+type tcpAddrConn struct{ net.Conn }
+
+func (tcpAddrConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 1} }
+
+// TestCloseEndsStalledRelays: Close returns while a relay is blocked
+// writing to a target that stopped reading; closing only the client side
+// would leave it blocked for good.
+func TestCloseEndsStalledRelays(t *testing.T) {
+	base := runtime.NumGoroutine()
+	nw := &stalledNetwork{far: make(chan net.Conn, 1)}
+	s, err := Listen(nw, Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := proxy.SOCKS5("tcp", s.Addr().String(), nil, proxy.Direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.Dial("tcp", "192.0.2.1:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	far := <-nw.far
+	defer far.Close()
+	c.Write([]byte("nobody reads this"))
+	time.Sleep(50 * time.Millisecond) // the relay is now blocked in its write
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close blocked on a relay whose target stopped reading")
+	}
+	waitGoroutines(t, base)
+}
