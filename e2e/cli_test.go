@@ -330,8 +330,11 @@ func TestCLIQuietUnderChurn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
 		io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
-		io.ReadAll(c)
+		if b, err := io.ReadAll(c); err != nil || !strings.HasSuffix(string(b), "hello from the far side\n") {
+			t.Fatalf("connection %d: %q %v", i, b, err)
+		}
 		c.Close()
 	}
 	time.Sleep(300 * time.Millisecond)

@@ -136,6 +136,7 @@ func TestOVSInterop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
 			io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
 			b, _ := io.ReadAll(c)
 			c.Close()
