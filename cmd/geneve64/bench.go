@@ -80,7 +80,7 @@ prints one table, with kernel loopback TCP measured in the same run as the basel
 	cmd.Flags().DurationVar(&o.duration, "duration", 3*time.Second, "how long each throughput and rate figure runs")
 	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
 	cmd.Flags().BoolVar(&o.quick, "quick", false, "fewer, shorter runs (for CI smoke tests)")
-	cmd.Flags().StringVar(&o.only, "only", "", "run only these groups: bulk, conn, key, bare (comma-separated; the kernel baseline always runs)")
+	cmd.Flags().StringVar(&o.only, "only", "", "run only these groups: bulk, latency, conn, key, bare (comma-separated; the kernel baseline always runs)")
 	cmd.Flags().IntVar(&o.churn, "churn", 0, "also open, use and close this many SOCKS5 connections back to back (e.g. 200000), counting failures")
 	return cmd
 }
@@ -140,12 +140,12 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 	kernel1 := bulk(kernelDial, 1, sinkUpload, o.duration, snk)
 	add(benchResult{Name: "kernel loopback TCP, 1 stream", Value: kernel1, Unit: "Gbit/s"})
 	restore, pinned := pinAll()
-	kp50, kp99 := pingPong(kernelDial, pingPongRounds(o))
+	kp50, kp99 := pingPong(kernelDial, o.duration)
 	restore()
 	add(benchResult{Name: "kernel loopback TCP ping-pong p50", Value: us(kp50), Unit: "µs", Comment: pinned})
 	add(benchResult{Name: "kernel loopback TCP ping-pong p99", Value: us(kp99), Unit: "µs", Comment: pinned})
 
-	if o.want("bulk") {
+	if o.want("bulk") || o.want("latency") {
 		if err := bulkAndLatency(snk, o, add, kernel1); err != nil {
 			return nil, err
 		}
@@ -184,6 +184,9 @@ func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float
 		name string
 		mtu  int
 	}{{"inner MTU 1394 (1500-byte outer path)", 0}, {"inner MTU 9000", 9000}} {
+		if mtu.mtu != 0 && !o.want("bulk") {
+			continue // latency is measured at the common MTU only
+		}
 		bp, err := startBenchPair(snk.port(), mtu.mtu)
 		if err != nil {
 			return err
@@ -197,19 +200,24 @@ func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float
 		if o.quick {
 			streams = []int{1}
 		}
+		if !o.want("bulk") {
+			streams = nil
+		}
 		for _, n := range streams {
 			for _, dir := range []byte{sinkUpload, sinkDownload} {
 				g := bulk(socksDial, n, dir, o.duration, snk)
 				add(benchResult{Name: fmt.Sprintf("SOCKS5, %d stream(s) %s, %s", n, dirName(dir), mtu.name), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
 			}
 		}
-		g := bulk(fwdDial, 1, sinkUpload, o.duration, snk)
-		add(benchResult{Name: "forward, 1 stream up, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
-		g = bulk(fwdDial, 1, sinkDownload, o.duration, snk)
-		add(benchResult{Name: "forward, 1 stream down, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
-		if mtu.mtu == 0 {
+		if o.want("bulk") {
+			g := bulk(fwdDial, 1, sinkUpload, o.duration, snk)
+			add(benchResult{Name: "forward, 1 stream up, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
+			g = bulk(fwdDial, 1, sinkDownload, o.duration, snk)
+			add(benchResult{Name: "forward, 1 stream down, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
+		}
+		if mtu.mtu == 0 && o.want("latency") {
 			restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
-			p50, p99 := pingPong(socksDial, pingPongRounds(o))
+			p50, p99 := pingPong(socksDial, o.duration)
 			restore()
 			add(benchResult{Name: "SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
 			add(benchResult{Name: "SOCKS5 1-byte ping-pong p99", Value: us(p99), Unit: "µs", Comment: pinned})
@@ -239,7 +247,7 @@ func keyFigures(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) 
 		add(benchResult{Name: fmt.Sprintf("with --key: SOCKS5, 1 stream %s, inner MTU 1370", dirName(dir)), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
 	}
 	restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
-	p50, _ := pingPong(socksDial, pingPongRounds(o))
+	p50, _ := pingPong(socksDial, o.duration)
 	restore()
 	add(benchResult{Name: "with --key: SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
 	return nil
@@ -250,13 +258,6 @@ func dirName(d byte) string {
 		return "up"
 	}
 	return "down"
-}
-
-func pingPongRounds(o benchOpts) int {
-	if o.quick {
-		return 500
-	}
-	return 5000
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -351,8 +352,9 @@ func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.
 	return float64(bytes) * 8 / elapsed.Seconds() / 1e9
 }
 
-// pingPong measures 1-byte round trips over one connection.
-func pingPong(dial func(context.Context) (net.Conn, error), rounds int) (p50, p99 time.Duration) {
+// pingPong measures 1-byte round trips over one connection for d, after
+// 100 uncounted warm-up rounds.
+func pingPong(dial func(context.Context) (net.Conn, error), d time.Duration) (p50, p99 time.Duration) {
 	c, err := dial(context.Background())
 	if err != nil {
 		return 0, 0
@@ -363,18 +365,28 @@ func pingPong(dial func(context.Context) (net.Conn, error), rounds int) (p50, p9
 		tc.SetNoDelay(true)
 	}
 	var b [1]byte
-	lat := make([]time.Duration, 0, rounds)
-	for i := 0; i < rounds+100; i++ {
+	round := func() (time.Duration, bool) {
 		t0 := time.Now()
 		if _, err := c.Write(b[:]); err != nil {
-			break
+			return 0, false
 		}
 		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return 0, false
+		}
+		return time.Since(t0), true
+	}
+	for range 100 {
+		if _, ok := round(); !ok {
+			return 0, 0
+		}
+	}
+	var lat []time.Duration
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		rt, ok := round()
+		if !ok {
 			break
 		}
-		if i >= 100 { // warm-up rounds are not counted
-			lat = append(lat, time.Since(t0))
-		}
+		lat = append(lat, rt)
 	}
 	if len(lat) == 0 {
 		return 0, 0
