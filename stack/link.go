@@ -32,6 +32,10 @@ type linkEndpoint struct {
 	onClose    func()
 
 	batches sync.Pool // *frameBatch
+	runs    sync.Pool // *groRun
+
+	// merged counts TCP segments received merged with others (gro.go).
+	merged Counter
 
 	// Stats, updated atomically by the caller's goroutines.
 	rxOther Counter // Ethernet frames for another MAC: not ours to take
@@ -46,6 +50,7 @@ type frameBatch struct {
 func newLinkEndpoint(link Link, mtu uint32, ethernet bool, mac tcpip.LinkAddress) *linkEndpoint {
 	e := &linkEndpoint{link: link, mtu: mtu, ethernet: ethernet, mac: mac}
 	e.batches.New = func() any { return &frameBatch{} }
+	e.runs.New = func() any { return &groRun{} }
 	return e
 }
 
@@ -178,7 +183,8 @@ func (e *linkEndpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.E
 
 // DeliverFrames hands frames from the tunnel to the stack. It is the
 // tunnel's InnerLink: it runs on the tunnel's receive goroutine, and the
-// frames are copied before it returns.
+// frames are copied before it returns. Runs of adjacent TCP segments of one
+// flow are merged first (gro.go).
 func (e *linkEndpoint) DeliverFrames(frames [][]byte) {
 	e.mu.RLock()
 	d := e.dispatcher
@@ -186,20 +192,74 @@ func (e *linkEndpoint) DeliverFrames(frames [][]byte) {
 	if d == nil {
 		return
 	}
+	g := e.runs.Get().(*groRun)
 	for _, f := range frames {
-		e.deliver(d, f)
+		s := &g.next
+		if !parseSegment(f, e.ethernet, s) {
+			e.flushRun(d, g)
+			e.deliver(d, f, false)
+			continue
+		}
+		if len(g.segs) > 0 && continues(&g.segs[0], s, g.payload) {
+			g.segs = append(g.segs, *s)
+			g.payload += s.payloadLen()
+			continue
+		}
+		e.flushRun(d, g)
+		g.segs = append(g.segs, *s)
+		g.payload = s.payloadLen()
 	}
+	e.flushRun(d, g)
+	e.runs.Put(g)
 }
 
-func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte) {
+// groRun is DeliverFrames' scratch space: the run of segments being merged.
+type groRun struct {
+	segs    []segment
+	payload int // payload bytes in segs
+	next    segment
+}
+
+// flushRun delivers the open run: one segment as it is, more as one merged
+// segment, either way with checksums already verified.
+func (e *linkEndpoint) flushRun(d gvstack.NetworkDispatcher, g *groRun) {
+	switch len(g.segs) {
+	case 0:
+		return
+	case 1:
+		e.deliver(d, g.segs[0].frame, true)
+	default:
+		v := buffer.NewViewSize(mergedLen(g.segs))
+		f := mergeInto(v.AsSlice(), g.segs)
+		e.inject(d, f, buffer.MakeWithView(v), true)
+		e.merged.Add(uint64(len(g.segs)))
+	}
+	clear(g.segs)
+	g.segs = g.segs[:0]
+}
+
+// deliver hands one frame to the stack, copied.
+func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte, verified bool) {
+	if len(f) == 0 {
+		e.rxBad.Add(1)
+		return
+	}
+	e.inject(d, f, buffer.MakeWithData(f), verified)
+}
+
+// inject classifies frame f, already copied into buf (which it consumes),
+// and hands buf to the stack. verified says its checksums were checked here.
+func (e *linkEndpoint) inject(d gvstack.NetworkDispatcher, f []byte, buf buffer.Buffer, verified bool) {
 	var proto tcpip.NetworkProtocolNumber
 	pktType := tcpip.PacketHost
+	first := f
 	if e.ethernet {
-		if len(f) < header.EthernetMinimumSize {
+		if len(first) < header.EthernetMinimumSize {
+			buf.Release()
 			e.rxBad.Add(1)
 			return
 		}
-		eth := header.Ethernet(f)
+		eth := header.Ethernet(first)
 		dst := eth.DestinationAddress()
 		switch {
 		case dst == header.EthernetBroadcastAddress:
@@ -210,28 +270,27 @@ func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte) {
 			// A server floods unknown unicast to every peer; frames for
 			// another MAC are not ours, even though egress makes the stack
 			// accept packets for any IP address.
+			buf.Release()
 			e.rxOther.Add(1)
 			return
 		}
 		proto = eth.Type()
 	} else {
-		if len(f) == 0 {
-			e.rxBad.Add(1)
-			return
-		}
-		switch header.IPVersion(f) {
+		switch header.IPVersion(first) {
 		case header.IPv4Version:
 			proto = header.IPv4ProtocolNumber
 		case header.IPv6Version:
 			proto = header.IPv6ProtocolNumber
 		default:
+			buf.Release()
 			e.rxBad.Add(1)
 			return
 		}
 	}
-	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buffer.MakeWithData(f)})
+	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buf})
 	pkt.PktType = pktType
 	pkt.NetworkProtocolNumber = proto
+	pkt.RXChecksumValidated = verified
 	if !e.ParseHeader(pkt) {
 		pkt.DecRef()
 		e.rxBad.Add(1)

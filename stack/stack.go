@@ -160,11 +160,14 @@ type Stats struct {
 	TCPFlows, UDPFlows int64
 	// FlowsRefused counts egress flows refused by a limit.
 	FlowsRefused uint64
+	// SegmentsMerged counts received TCP segments that reached the stack
+	// merged with their neighbours (receive coalescing).
+	SegmentsMerged uint64
 }
 
 // Stats returns the stack's counters.
 func (st *Stack) Stats() Stats {
-	s := Stats{FramesForOthers: st.ep.rxOther.Load(), BadFrames: st.ep.rxBad.Load()}
+	s := Stats{FramesForOthers: st.ep.rxOther.Load(), BadFrames: st.ep.rxBad.Load(), SegmentsMerged: st.ep.merged.Load()}
 	if st.egr != nil {
 		s.TCPFlows, s.UDPFlows = st.egr.tcpFlows.Load(), st.egr.udpFlows.Load()
 		s.FlowsRefused = st.egr.refused.Load()

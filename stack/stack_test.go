@@ -35,9 +35,25 @@ func (l *pipeLink) SendFrames(frames [][]byte) (int, error) {
 	return len(frames), nil
 }
 
+// run delivers what has queued up as one batch, as a tunnel's receive
+// loop delivers what one recvmmsg read, so receive coalescing is exercised.
 func (l *pipeLink) run() {
+	batch := make([][]byte, 0, 64)
 	for f := range l.ch {
-		l.peer.DeliverFrames([][]byte{f})
+		batch = append(batch[:0], f)
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case f, ok := <-l.ch:
+				if !ok {
+					break more
+				}
+				batch = append(batch, f)
+			default:
+				break more
+			}
+		}
+		l.peer.DeliverFrames(batch)
 	}
 }
 

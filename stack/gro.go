@@ -1,0 +1,204 @@
+package stack
+
+import (
+	"encoding/binary"
+	"math/bits"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// Receive coalescing (GRO). A batch from the outer socket holds, during a
+// transfer, dozens of in-order segments of one TCP flow back to back;
+// gVisor's cost is per segment (buffers, references, a TCP segment, an
+// ACK decision), not per byte. Adjacent segments that continue each other
+// are merged into one large segment before the stack sees them, as Linux's
+// GRO does: same addresses and ports, same IP header fields that matter,
+// same TCP header but for sequence number and PSH, and contiguous
+// sequence numbers. Only the frames of one batch are merged: nothing
+// waits for a timer, so latency is untouched.
+//
+// Every segment's checksums are verified here before it joins a merge,
+// and the merged segment gets a correct checksum computed from the parts'
+// sums (no second pass over the payload); the stack is told the packet is
+// verified. A segment whose checksum fails is delivered alone, for the
+// stack to count and drop.
+
+const (
+	maxMergedFrame  = 65535 // an IPv4 total length; one buffer chunk
+	tcpFlagsMergeOK = header.TCPFlagAck | header.TCPFlagPsh
+)
+
+// segment describes one frame that may be merged: where its parts are and
+// the sums needed to check and combine checksums. Only option-less IPv4
+// headers and IPv6 headers without extensions are merged.
+type segment struct {
+	frame   []byte
+	ip      int // offset of the IP header
+	tcp     int // offset of the TCP header
+	payload int // offset of the payload
+	v6      bool
+	seq     uint32
+	psh     bool
+	paySum  uint16 // ones' complement sum of the payload
+}
+
+func (s *segment) payloadLen() int { return len(s.frame) - s.payload }
+
+// parseSegment reports whether frame is a TCP data segment that may be
+// merged, with valid checksums, and describes it. Anything else (other
+// protocols, IP options, fragments, SYN/FIN/RST/URG/ECN flags, no payload,
+// padding, bad checksums) is not, and goes to the stack unchanged.
+func parseSegment(frame []byte, ethernet bool, s *segment) bool {
+	ip := 0
+	if ethernet {
+		if len(frame) < header.EthernetMinimumSize {
+			return false
+		}
+		ip = header.EthernetMinimumSize
+		switch binary.BigEndian.Uint16(frame[12:14]) {
+		case uint16(header.IPv4ProtocolNumber), uint16(header.IPv6ProtocolNumber):
+		default:
+			return false
+		}
+	}
+	if len(frame) > maxMergedFrame || len(frame)-ip < ipv4HeaderLen {
+		return false
+	}
+	p := frame[ip:]
+	var pseudo uint16
+	var tcpOff int
+	switch p[0] >> 4 {
+	case 4:
+		h := header.IPv4(p)
+		if p[0]&0x0f != 5 || int(h.TotalLength()) != len(p) || h.Protocol() != uint8(header.TCPProtocolNumber) ||
+			h.More() || h.FragmentOffset() != 0 || !h.IsChecksumValid() {
+			return false
+		}
+		tcpOff = ipv4HeaderLen
+		pseudo = checksum.Checksum(p[12:20], uint16(header.TCPProtocolNumber))
+		s.v6 = false
+	case 6:
+		if len(p) < ipv6HeaderLen {
+			return false
+		}
+		h := header.IPv6(p)
+		if int(h.PayloadLength())+ipv6HeaderLen != len(p) || h.NextHeader() != uint8(header.TCPProtocolNumber) {
+			return false
+		}
+		tcpOff = ipv6HeaderLen
+		pseudo = checksum.Checksum(p[8:40], uint16(header.TCPProtocolNumber))
+		s.v6 = true
+	default:
+		return false
+	}
+	seg := p[tcpOff:]
+	if len(seg) < header.TCPMinimumSize {
+		return false
+	}
+	t := header.TCP(seg)
+	hlen := int(t.DataOffset())
+	if hlen < header.TCPMinimumSize || hlen >= len(seg) {
+		return false // malformed, or no payload
+	}
+	if t.Flags()&^tcpFlagsMergeOK != 0 || t.Flags()&header.TCPFlagAck == 0 {
+		return false
+	}
+	s.frame, s.ip, s.tcp, s.payload = frame, ip, ip+tcpOff, ip+tcpOff+hlen
+	s.seq = t.SequenceNumber()
+	s.psh = t.Flags()&header.TCPFlagPsh != 0
+	s.paySum = checksum.Checksum(seg[hlen:], 0)
+	sum := checksum.Combine(pseudo, uint16(len(seg)))
+	sum = checksum.Combine(sum, checksum.Checksum(seg[:hlen], 0))
+	return checksum.Combine(sum, s.paySum) == 0xffff
+}
+
+// continues reports whether n carries on where the run headed by h, with
+// runLen payload bytes so far, left off: same flow and headers, next
+// sequence number, and room left in one frame.
+func continues(h, n *segment, runLen int) bool {
+	if h.v6 != n.v6 || h.payload != n.payload || h.psh ||
+		h.seq+uint32(runLen) != n.seq || len(h.frame)+runLen+n.payloadLen()-h.payloadLen() > maxMergedFrame {
+		return false
+	}
+	a, b := h.frame, n.frame
+	// The Ethernet header, whole.
+	if h.ip > 0 && string(a[:h.ip]) != string(b[:h.ip]) {
+		return false
+	}
+	ip := h.ip
+	if h.v6 {
+		// Version, traffic class, flow label; hop limit; addresses.
+		if string(a[ip:ip+4]) != string(b[ip:ip+4]) || a[ip+7] != b[ip+7] || string(a[ip+8:ip+40]) != string(b[ip+8:ip+40]) {
+			return false
+		}
+	} else {
+		// TOS; DF; TTL and protocol; addresses.
+		if a[ip+1] != b[ip+1] || a[ip+6]&0x40 != b[ip+6]&0x40 || string(a[ip+8:ip+10]) != string(b[ip+8:ip+10]) ||
+			string(a[ip+12:ip+20]) != string(b[ip+12:ip+20]) {
+			return false
+		}
+	}
+	// TCP: ports; acknowledgement; data offset, flags but PSH, window;
+	// options (timestamps too: a receiver must see one TSval per merge).
+	t := h.tcp
+	return string(a[t:t+4]) == string(b[t:t+4]) &&
+		string(a[t+8:t+12]) == string(b[t+8:t+12]) &&
+		a[t+12] == b[t+12] && a[t+13]&^uint8(header.TCPFlagPsh) == b[t+13]&^uint8(header.TCPFlagPsh) &&
+		string(a[t+14:t+16]) == string(b[t+14:t+16]) &&
+		string(a[t+20:h.payload]) == string(b[t+20:n.payload])
+}
+
+// mergeInto writes the run segs (len ≥ 2) as one frame into dst, which
+// must hold mergedLen(segs) bytes, and returns it: the first frame's
+// headers with lengths, PSH and checksums fixed, then every payload.
+func mergeInto(dst []byte, segs []segment) []byte {
+	h := &segs[0]
+	n := copy(dst, h.frame)
+	payLen := h.payloadLen()
+	paySum := h.paySum
+	psh := h.psh
+	for i := 1; i < len(segs); i++ {
+		s := &segs[i]
+		sum := s.paySum
+		if payLen%2 == 1 {
+			sum = bits.ReverseBytes16(sum) // starts at an odd offset
+		}
+		paySum = checksum.Combine(paySum, sum)
+		n += copy(dst[n:], s.frame[s.payload:])
+		payLen += s.payloadLen()
+		psh = psh || s.psh
+	}
+	out := dst[:n]
+	ip := out[h.ip:]
+	tcpLen := len(out) - h.tcp
+	var pseudo uint16
+	if h.v6 {
+		header.IPv6(ip).SetPayloadLength(uint16(tcpLen))
+		pseudo = checksum.Checksum(ip[8:40], uint16(header.TCPProtocolNumber))
+	} else {
+		v4 := header.IPv4(ip)
+		v4.SetTotalLength(uint16(len(ip)))
+		v4.SetChecksum(0)
+		v4.SetChecksum(^v4.CalculateChecksum())
+		pseudo = checksum.Checksum(ip[12:20], uint16(header.TCPProtocolNumber))
+	}
+	t := header.TCP(out[h.tcp:h.payload])
+	if psh {
+		t.SetFlags(uint8(t.Flags() | header.TCPFlagPsh))
+	}
+	t.SetChecksum(0)
+	sum := checksum.Combine(pseudo, uint16(tcpLen))
+	sum = checksum.Combine(sum, checksum.Checksum(t, 0))
+	t.SetChecksum(^checksum.Combine(sum, paySum))
+	return out
+}
+
+// mergedLen is the length of the frame mergeInto builds from segs.
+func mergedLen(segs []segment) int {
+	n := len(segs[0].frame)
+	for i := 1; i < len(segs); i++ {
+		n += segs[i].payloadLen()
+	}
+	return n
+}
