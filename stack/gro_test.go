@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -80,34 +81,62 @@ func buildSegment(s segSpec) []byte {
 	return f
 }
 
-// checkFrame verifies a frame's IP and TCP checksums from scratch and
-// returns its TCP header and payload.
-func checkFrame(t *testing.T, f []byte, ethernet bool) (header.TCP, []byte) {
-	t.Helper()
+// tcpFrameOK reports whether frame holds TCP and, if so, whether its IP
+// lengths and IP and TCP checksums are right, all checked from scratch.
+func tcpFrameOK(f []byte, ethernet bool) (isTCP, ok bool) {
 	if ethernet {
+		if len(f) < header.EthernetMinimumSize {
+			return false, false
+		}
 		f = f[header.EthernetMinimumSize:]
 	}
 	var tcpBytes []byte
 	var src, dst tcpip.Address
-	if header.IPVersion(f) == 4 {
+	switch {
+	case len(f) >= header.IPv4MinimumSize && header.IPVersion(f) == 4:
 		h := header.IPv4(f)
-		if !h.IsChecksumValid() || int(h.TotalLength()) != len(f) {
-			t.Fatalf("IPv4 header: checksum valid %v, total length %d of %d", h.IsChecksumValid(), h.TotalLength(), len(f))
+		if h.Protocol() != uint8(header.TCPProtocolNumber) {
+			return false, false
+		}
+		if !h.IsChecksumValid() || int(h.TotalLength()) != len(f) || int(h.HeaderLength()) > len(f) {
+			return true, false
 		}
 		tcpBytes, src, dst = f[h.HeaderLength():], h.SourceAddress(), h.DestinationAddress()
-	} else {
+	case len(f) >= header.IPv6MinimumSize && header.IPVersion(f) == 6:
 		h := header.IPv6(f)
+		if h.NextHeader() != uint8(header.TCPProtocolNumber) {
+			return false, false
+		}
 		if int(h.PayloadLength())+header.IPv6MinimumSize != len(f) {
-			t.Fatalf("IPv6 payload length %d of %d", h.PayloadLength(), len(f))
+			return true, false
 		}
 		tcpBytes, src, dst = f[header.IPv6MinimumSize:], h.SourceAddress(), h.DestinationAddress()
+	default:
+		return false, false
 	}
-	tcp := header.TCP(tcpBytes)
+	if len(tcpBytes) < header.TCPMinimumSize {
+		return true, false
+	}
 	sum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(tcpBytes)))
-	if checksum.Checksum(tcpBytes, sum) != 0xffff {
-		t.Fatal("TCP checksum of the merged segment is wrong")
+	return true, checksum.Checksum(tcpBytes, sum) == 0xffff
+}
+
+// checkFrame verifies a TCP frame from scratch and returns its TCP header
+// and payload.
+func checkFrame(t *testing.T, f []byte, ethernet bool) (header.TCP, []byte) {
+	t.Helper()
+	if isTCP, ok := tcpFrameOK(f, ethernet); !isTCP || !ok {
+		t.Fatalf("not a valid TCP frame (TCP %v)", isTCP)
 	}
-	return tcp, tcpBytes[tcp.DataOffset():]
+	if ethernet {
+		f = f[header.EthernetMinimumSize:]
+	}
+	off := header.IPv6MinimumSize
+	if header.IPVersion(f) == 4 {
+		off = int(header.IPv4(f).HeaderLength())
+	}
+	tcp := header.TCP(f[off:])
+	return tcp, f[off+int(tcp.DataOffset()):]
 }
 
 func parseAll(t *testing.T, frames [][]byte, ethernet bool) []segment {
@@ -235,11 +264,13 @@ func TestGRONoMerge(t *testing.T) {
 	}
 }
 
-// TestGROBulkThroughStacks: a transfer between two stacks whose links
-// deliver batches arrives intact, and segments were merged on the way.
-func TestGROBulkThroughStacks(t *testing.T) {
+// TestSegmentationAndCoalescing: a transfer between two stacks whose links
+// deliver batches arrives intact; every frame on the wire fits the MTU and
+// has correct lengths and checksums (segmentation, gso.go); segments were
+// merged on the way in (gro.go).
+func TestSegmentationAndCoalescing(t *testing.T) {
 	for _, payload := range []Payload{Ethernet, IP} {
-		a, b := pair(t, payload, Config{Addrs: addrA}, Config{Addrs: addrB})
+		a, b, la, lb := pairLinks(t, payload, Config{Addrs: addrA}, Config{Addrs: addrB})
 		ln, err := b.Listen("tcp", "10.42.0.1:9000")
 		if err != nil {
 			t.Fatal(err)
@@ -265,16 +296,27 @@ func TestGROBulkThroughStacks(t *testing.T) {
 		for i := range data {
 			data[i] = byte(i*7 + i>>11)
 		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
 		if _, err := c.Write(data); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v (frames over the MTU %d, bad TCP segments %d)", err, la.oversize.Load(), la.badTCP.Load())
 		}
 		c.Close()
-		if <-got != sha256.Sum256(data) {
-			t.Fatal("data arrived changed")
+		select {
+		case sum := <-got:
+			if sum != sha256.Sum256(data) {
+				t.Fatal("data arrived changed")
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("transfer stalled (frames over the MTU %d, bad TCP segments %d)", la.oversize.Load(), la.badTCP.Load())
 		}
 		ln.Close()
 		if b.Stats().SegmentsMerged == 0 {
 			t.Fatal("no segment was merged")
+		}
+		for name, l := range map[string]*pipeLink{"a": la, "b": lb} {
+			if l.oversize.Load() != 0 || l.badTCP.Load() != 0 {
+				t.Fatalf("%s sent %d frames over the MTU and %d bad TCP segments", name, l.oversize.Load(), l.badTCP.Load())
+			}
 		}
 		t.Logf("%s payloads: %d segments arrived merged", map[Payload]string{Ethernet: "Ethernet", IP: "IP"}[payload], b.Stats().SegmentsMerged)
 	}

@@ -156,21 +156,17 @@ func (e *linkEndpoint) SetOnCloseAction(f func()) {
 }
 
 // WritePackets implements stack.LinkEndpoint: the whole list becomes one
-// batch for the tunnel. The stack keeps its references to the packets.
+// batch for the tunnel, large TCP segments cut into frames on the way
+// (gso.go). The stack keeps its references to the packets.
 func (e *linkEndpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
 	b := e.batches.Get().(*frameBatch)
-	for i, pkt := range pkts.AsSlice() {
-		if i == len(b.bufs) {
-			b.bufs = append(b.bufs, nil)
+	for _, pkt := range pkts.AsSlice() {
+		if pkt.GSOOptions.Type != gvstack.GSONone && pkt.GSOOptions.NeedsCsum {
+			b.segmentTCP(pkt)
+			continue
 		}
-		buf := b.bufs[i][:0]
-		for _, v := range pkt.AsSlices() {
-			buf = append(buf, v...)
-		}
-		b.bufs[i] = buf
-		b.frames = append(b.frames, buf)
+		b.add(appendPacket(b.next(), pkt, 0, pkt.Size()))
 	}
-	n := len(b.frames)
 	_, err := e.link.SendFrames(b.frames)
 	clear(b.frames)
 	b.frames = b.frames[:0]
@@ -178,7 +174,23 @@ func (e *linkEndpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.E
 	if err != nil {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
-	return n, nil
+	return pkts.Len(), nil
+}
+
+// next returns an empty buffer for the batch's next frame, reused from an
+// earlier batch when there is one.
+func (b *frameBatch) next() []byte {
+	i := len(b.frames)
+	if i == len(b.bufs) {
+		b.bufs = append(b.bufs, nil)
+	}
+	return b.bufs[i][:0]
+}
+
+// add appends buf, built from next(), as the batch's next frame.
+func (b *frameBatch) add(buf []byte) {
+	b.bufs[len(b.frames)] = buf
+	b.frames = append(b.frames, buf)
 }
 
 // DeliverFrames hands frames from the tunnel to the stack. It is the
@@ -300,12 +312,10 @@ func (e *linkEndpoint) inject(d gvstack.NetworkDispatcher, f []byte, buf buffer.
 	pkt.DecRef()
 }
 
-// GSOMaxSize implements stack.GSOEndpoint: TCP may build segments up to
-// 64 KiB.
-func (e *linkEndpoint) GSOMaxSize() uint32 { return gvstack.GVisorGSOMaxSize }
+// GSOMaxSize implements stack.GSOEndpoint: the largest TCP segment the
+// stack may hand over for segmentation here.
+func (e *linkEndpoint) GSOMaxSize() uint32 { return gsoMaxSize }
 
-// SupportedGSO implements stack.GSOEndpoint. With gVisor GSO, TCP cuts a
-// large segment into MSS-sized packets itself and hands them all to one
-// WritePackets call, which becomes one batch for the tunnel (one sendmmsg)
-// instead of one system call per packet.
-func (e *linkEndpoint) SupportedGSO() gvstack.SupportedGSO { return gvstack.GVisorGSOSupported }
+// SupportedGSO implements stack.GSOEndpoint: "host" GSO, with this endpoint
+// as the host (gso.go).
+func (e *linkEndpoint) SupportedGSO() gvstack.SupportedGSO { return gvstack.HostGSOSupported }

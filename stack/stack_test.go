@@ -12,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 // pipeLink joins two stacks: frames sent on one are delivered to the other
@@ -23,10 +25,25 @@ import (
 type pipeLink struct {
 	ch   chan []byte
 	peer *Stack
+	// What the stack sent that a wire would refuse: frames over the MTU,
+	// TCP segments with a wrong length or checksum.
+	ethernet         bool
+	mtu              int
+	oversize, badTCP atomic.Int64
 }
 
 func (l *pipeLink) SendFrames(frames [][]byte) (int, error) {
 	for _, f := range frames {
+		linkLen := 0
+		if l.ethernet {
+			linkLen = header.EthernetMinimumSize
+		}
+		if len(f) > l.mtu+linkLen {
+			l.oversize.Add(1)
+		}
+		if isTCP, ok := tcpFrameOK(f, l.ethernet); isTCP && !ok {
+			l.badTCP.Add(1)
+		}
 		select {
 		case l.ch <- bytes.Clone(f):
 		default: // a full queue drops, as a link does
@@ -67,7 +84,15 @@ func logger(t *testing.T) *slog.Logger {
 // pair builds two stacks, a (client side) and b (far end), joined back to back.
 func pair(t *testing.T, payload Payload, ca, cb Config) (*Stack, *Stack) {
 	t.Helper()
-	la, lb := &pipeLink{ch: make(chan []byte, 4096)}, &pipeLink{ch: make(chan []byte, 4096)}
+	a, b, _, _ := pairLinks(t, payload, ca, cb)
+	return a, b
+}
+
+// pairLinks is pair, also returning the links a and b send on.
+func pairLinks(t *testing.T, payload Payload, ca, cb Config) (*Stack, *Stack, *pipeLink, *pipeLink) {
+	t.Helper()
+	la := &pipeLink{ch: make(chan []byte, 4096), ethernet: payload == Ethernet, mtu: 1400}
+	lb := &pipeLink{ch: make(chan []byte, 4096), ethernet: payload == Ethernet, mtu: 1400}
 	for _, c := range []*Config{&ca, &cb} {
 		c.Payload = payload
 		c.MTU = 1400
@@ -87,7 +112,7 @@ func pair(t *testing.T, payload Payload, ca, cb Config) (*Stack, *Stack) {
 	go la.run()
 	go lb.run()
 	t.Cleanup(func() { a.Close(); b.Close(); close(la.ch); close(lb.ch) })
-	return a, b
+	return a, b, la, lb
 }
 
 var (
