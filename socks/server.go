@@ -161,7 +161,14 @@ func (s *Server) connect(ctx context.Context, w io.Writer, req *socks5.Request) 
 	if !s.conns.attach(client, target) {
 		return net.ErrClosed
 	}
-	relay.Stream(&bufferedConn{Conn: client, r: req.Reader}, target)
+	// Bytes the client sent ahead of our reply sit in the handshake's
+	// buffer; with none there the relay reads the socket itself, which
+	// lets it wait without a buffer.
+	var from net.Conn = client
+	if b, ok := req.Reader.(interface{ Buffered() int }); !ok || b.Buffered() > 0 {
+		from = &bufferedConn{Conn: client, r: req.Reader}
+	}
+	relay.Stream(from, target)
 	return nil
 }
 

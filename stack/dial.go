@@ -14,6 +14,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
 
 	"geneve64/internal/dnsclient"
 )
@@ -149,11 +151,49 @@ func (st *Stack) dialAddr(ctx context.Context, network string, ap netip.AddrPort
 	proto := protocolOf(ap.Addr())
 	switch network[:3] {
 	case "tcp":
-		return gonet.DialContextTCP(ctx, st.s, full, proto)
+		c, err := st.dialTCP(ctx, full, proto)
+		if err != nil {
+			return nil, err // not a nil *TCPConn in a non-nil net.Conn
+		}
+		return c, nil
 	case "udp":
 		return gonet.DialUDP(st.s, nil, &full, proto)
 	}
 	return nil, net.UnknownNetworkError(network)
+}
+
+// dialTCP connects a TCP endpoint to full, honouring ctx.
+func (st *Stack) dialTCP(ctx context.Context, full tcpip.FullAddress, proto tcpip.NetworkProtocolNumber) (*TCPConn, error) {
+	var wq waiter.Queue
+	ep, terr := st.s.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
+	if terr != nil {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New(terr.String())}
+	}
+	// Connect always answers "started"; the end of the handshake shows as
+	// the endpoint becoming writable.
+	entry, connected := waiter.NewChannelEntry(waiter.WritableEvents)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	if err := ctx.Err(); err != nil {
+		ep.Close()
+		return nil, err
+	}
+	terr = ep.Connect(full)
+	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
+		select {
+		case <-ctx.Done():
+			ep.Close()
+			return nil, ctx.Err()
+		case <-connected:
+		}
+		terr = ep.LastError()
+	}
+	if terr != nil {
+		ep.Close()
+		addr := &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(full.Port)}
+		return nil, &net.OpError{Op: "connect", Net: "tcp", Addr: addr, Err: errors.New(terr.String())}
+	}
+	return newTCPConn(&wq, ep), nil
 }
 
 // Listen listens for TCP connections inside the tunnel on address

@@ -151,7 +151,7 @@ func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
 	}
 	r.Complete(false)
 	ep.SocketOptions().SetKeepAlive(true)
-	inner := gonet.NewTCPConn(&wq, ep)
+	inner := newTCPConn(&wq, ep)
 	e.run(src, &e.tcpFlows, func() { relay.Stream(inner, host) })
 }
 

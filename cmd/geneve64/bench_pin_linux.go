@@ -5,6 +5,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,4 +42,10 @@ func pinAll(pids ...int) (restore func(), desc string) {
 			unix.SchedSetaffinity(s.tid, &s.set)
 		}
 	}, "pinned to CPU 0"
+}
+
+// dieWithParent has cmd's process killed if the benchmark dies first, so
+// an interrupted run leaves no endpoints behind to skew the next one.
+func dieWithParent(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 }

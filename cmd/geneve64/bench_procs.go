@@ -65,6 +65,8 @@ func startBenchPair(sinkPort, mtu int, extra ...string) (*benchPair, error) {
 	near := exec.Command(exe, append([]string{"client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
 		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:0", "--forward", fmt.Sprintf("127.0.0.1:0=10.42.0.1:%d", sinkPort)}, common...)...)
 	bp := &benchPair{near: near, far: far}
+	dieWithParent(far)
+	dieWithParent(near)
 	if _, err := startLogged(far, nil); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,11 @@
+//go:build !unix
+
+package relay
+
+import (
+	"io"
+	"net"
+)
+
+// copyRaw is Unix's alone: elsewhere kernel sockets are read the plain way.
+func copyRaw(io.Writer, net.Conn) (int64, error) { return 0, errNotRaw }

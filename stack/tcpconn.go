@@ -1,0 +1,65 @@
+package stack
+
+import (
+	"errors"
+	"io"
+	"net"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// TCPConn is a TCP connection inside the tunnel: a gonet.TCPConn that can
+// also read without waiting, and wait for data without a buffer. Relays use
+// that to hold no buffer on an idle connection (see package relay).
+type TCPConn struct {
+	*gonet.TCPConn
+	ep tcpip.Endpoint
+	wq *waiter.Queue
+}
+
+func newTCPConn(wq *waiter.Queue, ep tcpip.Endpoint) *TCPConn {
+	return &TCPConn{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq}
+}
+
+// TryRead reads what has arrived without waiting for more. It returns 0
+// and a nil error when nothing has, and io.EOF once the peer has closed
+// its side and everything was read.
+func (c *TCPConn) TryRead(b []byte) (int, error) {
+	w := tcpip.SliceWriter(b)
+	res, err := c.ep.Read(&w, tcpip.ReadOptions{})
+	switch err.(type) {
+	case nil:
+		// As gonet's Read does: what the application reads drives the
+		// receive buffer's auto-tuning, and with it the window.
+		c.ep.ModerateRecvBuf(res.Count)
+		return res.Count, nil
+	case *tcpip.ErrWouldBlock:
+		return 0, nil
+	case *tcpip.ErrClosedForReceive:
+		return 0, io.EOF
+	default:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.New(err.String())}
+	}
+}
+
+// Readable reports whether a read would not wait: data, end of stream or
+// an error are there.
+func (c *TCPConn) Readable() bool {
+	return c.ep.Readiness(waiter.ReadableEvents) != 0
+}
+
+// WaitReadable returns once a read would not wait (see Readable). A
+// connection closed meanwhile is readable: its reads fail at once.
+func (c *TCPConn) WaitReadable() {
+	if c.Readable() {
+		return
+	}
+	entry, ch := waiter.NewChannelEntry(waiter.ReadableEvents)
+	c.wq.EventRegister(&entry)
+	defer c.wq.EventUnregister(&entry)
+	for !c.Readable() {
+		<-ch
+	}
+}
