@@ -5,35 +5,56 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 )
 
-// startProfile writes a CPU profile to $GENEVE64_CPUPROFILE.<pid>, and a
-// heap profile at exit to $GENEVE64_MEMPROFILE.<pid>, when those are set:
-// the way to see where an endpoint spends its time and memory, including
-// the endpoints that geneve64 bench starts as child processes.
+// startProfile writes, when the variables are set, a CPU profile to
+// $GENEVE64_CPUPROFILE.<pid>, an execution trace to $GENEVE64_TRACE.<pid>,
+// and a heap profile at exit to $GENEVE64_MEMPROFILE.<pid>: the way to see
+// where an endpoint spends its time and memory, and where it waits,
+// including the endpoints that geneve64 bench starts as child processes.
+// It returns the function that stops them all.
 func startProfile() func() {
-	stopHeap := func() {}
-	if base := os.Getenv("GENEVE64_MEMPROFILE"); base != "" {
-		stopHeap = func() {
-			if f, err := os.Create(fmt.Sprintf("%s.%d", base, os.Getpid())); err == nil {
-				runtime.GC()
-				pprof.WriteHeapProfile(f)
+	var stops []func()
+	if base := os.Getenv("GENEVE64_CPUPROFILE"); base != "" {
+		if f := createProfile(base); f != nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
+			} else {
 				f.Close()
 			}
 		}
 	}
-	base := os.Getenv("GENEVE64_CPUPROFILE")
-	if base == "" {
-		return stopHeap
+	if base := os.Getenv("GENEVE64_TRACE"); base != "" {
+		if f := createProfile(base); f != nil {
+			if err := trace.Start(f); err == nil {
+				stops = append(stops, func() { trace.Stop(); f.Close() })
+			} else {
+				f.Close()
+			}
+		}
 	}
+	if base := os.Getenv("GENEVE64_MEMPROFILE"); base != "" {
+		stops = append(stops, func() {
+			if f := createProfile(base); f != nil {
+				runtime.GC()
+				pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		})
+	}
+	return func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
+}
+
+func createProfile(base string) *os.File {
 	f, err := os.Create(fmt.Sprintf("%s.%d", base, os.Getpid()))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "geneve64: cpu profile:", err)
-		return func() {}
+		fmt.Fprintln(os.Stderr, "geneve64: profile:", err)
+		return nil
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return func() {}
-	}
-	return func() { pprof.StopCPUProfile(); f.Close(); stopHeap() }
+	return f
 }
