@@ -49,6 +49,7 @@ type proc struct {
 
 func startBinary(t *testing.T, args ...string) *proc {
 	t.Helper()
+	watch(t)
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,7 @@ var kernelTools = []string{"ip", "nft", "tayga", "ethtool", "conntrack", "tshark
 // the test, in CI it fails it.
 func newLab(t *testing.T) *lab {
 	t.Helper()
+	watch(t)
 	need := func(what string) {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("kernel tests need %s (CI installs it; see .ci/run)", what)

@@ -94,6 +94,7 @@ func nearStack() stack.Config {
 
 func startNode(t *testing.T, cfg node.Config) *node.Node {
 	t.Helper()
+	watch(t)
 	cfg.Logger = logger(t)
 	n, err := node.Start(context.Background(), cfg)
 	if err != nil {
