@@ -23,7 +23,7 @@ else
 fi
 printf '%-34s %10s %10s %10s %10s %10s\n' "GENEVE64_TCP" "1 up" "1 down" "4 up" "4 down" "p50 µs"
 for v in "${variants[@]}"; do
-  out=$(GENEVE64_TCP="$v" "$bin" bench --duration "$duration" 2>/dev/null)
+  out=$(GENEVE64_TCP="$v" "$bin" bench --only bulk,latency --duration "$duration" 2>/dev/null)
   # the figure is the field just before its unit
   pick() { grep -F "$1" <<<"$out" | head -1 | awk '{for (i = 1; i < NF; i++) if ($(i+1) == "Gbit/s" || $(i+1) == "µs") { print $i; exit }}'; }
   printf '%-34s %10s %10s %10s %10s %10s\n' "${v:-(defaults)}" \

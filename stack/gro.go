@@ -18,11 +18,14 @@ import (
 // sequence numbers. Only the frames of one batch are merged: nothing
 // waits for a timer, so latency is untouched.
 //
-// Every segment's checksums are verified here before it joins a merge,
-// and the merged segment gets a correct checksum computed from the parts'
-// sums (no second pass over the payload); the stack is told the packet is
-// verified. A segment whose checksum fails is delivered alone, for the
-// stack to count and drop.
+// Checksums are not verified here: the stack verifies the merged segment,
+// one pass over the data as for any segment. The merged checksum is
+// derived from the checksums the parts arrived with (RFC 1624 arithmetic:
+// each part's claimed payload sum is its checksum less its pseudo-header
+// and header), never from the data itself, so a part that arrived damaged
+// makes the merged segment fail that check instead of being laundered into
+// a valid one. IPv4 header checksums are checked here, as the merged
+// header gets a new one.
 
 const (
 	maxMergedFrame  = 65535 // an IPv4 total length; one buffer chunk
@@ -40,15 +43,15 @@ type segment struct {
 	v6      bool
 	seq     uint32
 	psh     bool
-	paySum  uint16 // ones' complement sum of the payload
+	paySum  uint16 // the payload's ones' complement sum, as its checksum claims
 }
 
 func (s *segment) payloadLen() int { return len(s.frame) - s.payload }
 
 // parseSegment reports whether frame is a TCP data segment that may be
-// merged, with valid checksums, and describes it. Anything else (other
-// protocols, IP options, fragments, SYN/FIN/RST/URG/ECN flags, no payload,
-// padding, bad checksums) is not, and goes to the stack unchanged.
+// merged, and describes it. Anything else (other protocols, IP options,
+// fragments, SYN/FIN/RST/URG/ECN flags, no payload, padding, a bad IPv4
+// header checksum) is not, and goes to the stack unchanged.
 func parseSegment(frame []byte, ethernet bool, s *segment) bool {
 	ip := 0
 	if ethernet {
@@ -62,7 +65,7 @@ func parseSegment(frame []byte, ethernet bool, s *segment) bool {
 			return false
 		}
 	}
-	if len(frame) > maxMergedFrame || len(frame)-ip < ipv4HeaderLen {
+	if len(frame) > maxMergedFrame || len(frame)-ip < header.IPv4MinimumSize {
 		return false
 	}
 	p := frame[ip:]
@@ -72,21 +75,21 @@ func parseSegment(frame []byte, ethernet bool, s *segment) bool {
 	case 4:
 		h := header.IPv4(p)
 		if p[0]&0x0f != 5 || int(h.TotalLength()) != len(p) || h.Protocol() != uint8(header.TCPProtocolNumber) ||
-			h.More() || h.FragmentOffset() != 0 || !h.IsChecksumValid() {
+			h.More() || h.FragmentOffset() != 0 || ipv4HeaderSum(p) != 0xffff {
 			return false
 		}
-		tcpOff = ipv4HeaderLen
+		tcpOff = header.IPv4MinimumSize
 		pseudo = checksum.Checksum(p[12:20], uint16(header.TCPProtocolNumber))
 		s.v6 = false
 	case 6:
-		if len(p) < ipv6HeaderLen {
+		if len(p) < header.IPv6MinimumSize {
 			return false
 		}
 		h := header.IPv6(p)
-		if int(h.PayloadLength())+ipv6HeaderLen != len(p) || h.NextHeader() != uint8(header.TCPProtocolNumber) {
+		if int(h.PayloadLength())+header.IPv6MinimumSize != len(p) || h.NextHeader() != uint8(header.TCPProtocolNumber) {
 			return false
 		}
-		tcpOff = ipv6HeaderLen
+		tcpOff = header.IPv6MinimumSize
 		pseudo = checksum.Checksum(p[8:40], uint16(header.TCPProtocolNumber))
 		s.v6 = true
 	default:
@@ -107,10 +110,37 @@ func parseSegment(frame []byte, ethernet bool, s *segment) bool {
 	s.frame, s.ip, s.tcp, s.payload = frame, ip, ip+tcpOff, ip+tcpOff+hlen
 	s.seq = t.SequenceNumber()
 	s.psh = t.Flags()&header.TCPFlagPsh != 0
-	s.paySum = checksum.Checksum(seg[hlen:], 0)
-	sum := checksum.Combine(pseudo, uint16(len(seg)))
-	sum = checksum.Combine(sum, checksum.Checksum(seg[:hlen], 0))
-	return checksum.Combine(sum, s.paySum) == 0xffff
+	// checksum = ^(pseudo + length + header + payload), the header's
+	// checksum field counting as zero: so the claimed payload sum is
+	// ^checksum less the rest. The field itself sits in the header sum; a
+	// field's own sum added to its complement's is zero (0xffff), so
+	// counting it once more takes it out.
+	field := t.Checksum()
+	rest := checksum.Combine(pseudo, uint16(len(seg)))
+	rest = checksum.Combine(rest, checksum.Checksum(seg[:hlen], 0))
+	rest = checksum.Combine(rest, ^field) // the header sum without the field
+	s.paySum = checksum.Combine(^field, ^rest)
+	return true
+}
+
+// ipv4HeaderSum is the ones' complement sum of an option-less IPv4 header
+// (0xffff when its checksum is right): a loop over ten words, which a
+// general checksum call costs more than at this size.
+func ipv4HeaderSum(h []byte) uint16 {
+	_ = h[19]
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(h[i])<<8 | uint32(h[i+1])
+	}
+	sum = sum>>16 + sum&0xffff
+	sum += sum >> 16
+	return uint16(sum)
+}
+
+// setIPv4Checksum sets an option-less IPv4 header's checksum.
+func setIPv4Checksum(h []byte) {
+	h[10], h[11] = 0, 0
+	binary.BigEndian.PutUint16(h[10:], ^ipv4HeaderSum(h))
 }
 
 // continues reports whether n carries on where the run headed by h, with
@@ -177,10 +207,8 @@ func mergeInto(dst []byte, segs []segment) []byte {
 		header.IPv6(ip).SetPayloadLength(uint16(tcpLen))
 		pseudo = checksum.Checksum(ip[8:40], uint16(header.TCPProtocolNumber))
 	} else {
-		v4 := header.IPv4(ip)
-		v4.SetTotalLength(uint16(len(ip)))
-		v4.SetChecksum(0)
-		v4.SetChecksum(^v4.CalculateChecksum())
+		header.IPv4(ip).SetTotalLength(uint16(len(ip)))
+		setIPv4Checksum(ip)
 		pseudo = checksum.Checksum(ip[12:20], uint16(header.TCPProtocolNumber))
 	}
 	t := header.TCP(out[h.tcp:h.payload])

@@ -227,8 +227,8 @@ func TestGRONoMerge(t *testing.T) {
 	if !parseSegment(buildSegment(psh), false, &p) || !parseSegment(buildSegment(next), false, &n) || continues(&p, &n, 100) {
 		t.Error("a segment merged after PSH")
 	}
-	// Not candidates at all: control flags, no payload, bad checksums,
-	// truncation, IP options, fragments.
+	// Not candidates at all: control flags, no payload, a bad IPv4 header
+	// checksum, truncation, fragments, padding.
 	not := map[string][]byte{}
 	for name, fl := range map[string]header.TCPFlags{"SYN": header.TCPFlagSyn, "FIN": header.TCPFlagFin, "RST": header.TCPFlagRst, "URG": header.TCPFlagUrg, "CWR": header.TCPFlagCwr, "no ACK": 0} {
 		s := base
@@ -241,9 +241,6 @@ func TestGRONoMerge(t *testing.T) {
 	empty := base
 	empty.payload = nil
 	not["no payload"] = buildSegment(empty)
-	bad := bytes.Clone(head)
-	bad[len(bad)-1] ^= 1
-	not["bad TCP checksum"] = bad
 	badIP := bytes.Clone(head)
 	badIP[8]-- // TTL, without fixing the header checksum
 	not["bad IP checksum"] = badIP
@@ -260,6 +257,30 @@ func TestGRONoMerge(t *testing.T) {
 		var s segment
 		if parseSegment(f, false, &s) {
 			t.Errorf("%s: taken for merging", name)
+		}
+	}
+}
+
+// TestGROKeepsDamage: a part that arrived damaged (payload or checksum)
+// makes the merged segment fail its checksum: merging never turns bad data
+// into a valid segment.
+func TestGROKeepsDamage(t *testing.T) {
+	for _, damage := range []struct {
+		name string
+		at   func(f []byte) int // offset of the byte to flip
+	}{
+		{"payload", func(f []byte) int { return len(f) - 5 }},
+		{"checksum field", func(f []byte) int { return header.IPv4MinimumSize + 16 }},
+	} {
+		var frames [][]byte
+		for i := 0; i < 3; i++ {
+			frames = append(frames, buildSegment(segSpec{seq: uint32(i * 333), ack: 1, flags: header.TCPFlagAck, window: 9, payload: bytes.Repeat([]byte{byte(i + 7)}, 333)}))
+		}
+		frames[1][damage.at(frames[1])] ^= 0x10
+		segs := parseAll(t, frames, false)
+		out := mergeInto(make([]byte, mergedLen(segs)), segs)
+		if isTCP, ok := tcpFrameOK(out, false); !isTCP || ok {
+			t.Fatalf("%s damaged: the merged segment's checksum passes", damage.name)
 		}
 	}
 }
@@ -341,9 +362,9 @@ func TestGROAllocs(t *testing.T) {
 	}
 }
 
-// FuzzGRO: any bytes, taken as frames of one batch: parsing never panics,
-// and whatever merges yields a frame with valid checksums whose payload is
-// the parts' payloads in order.
+// FuzzGRO: any bytes, taken as frames of one batch: parsing never panics;
+// two valid segments merge into a valid one whose payload is theirs in
+// order, and a valid and a damaged one never merge into a valid one.
 func FuzzGRO(f *testing.F) {
 	seg := func(seq uint32, n int, v6 bool) []byte {
 		return buildSegment(segSpec{v6: v6, seq: seq, ack: 1, flags: header.TCPFlagAck, window: 9, tsval: 1, payload: bytes.Repeat([]byte{byte(n)}, n)})
@@ -357,11 +378,21 @@ func FuzzGRO(f *testing.F) {
 		if !okA || !okB || !continues(&sa, &sb, sa.payloadLen()) {
 			return
 		}
+		_, validA := tcpFrameOK(a, ethernet)
+		_, validB := tcpFrameOK(b, ethernet)
 		segs := []segment{sa, sb}
 		out := mergeInto(make([]byte, mergedLen(segs)), segs)
-		_, payload := checkFrame(t, out, ethernet)
-		if !bytes.Equal(payload, append(bytes.Clone(a[sa.payload:]), b[sb.payload:]...)) {
-			t.Fatal("merged payload differs")
+		_, valid := tcpFrameOK(out, ethernet)
+		switch {
+		case validA && validB && !valid:
+			t.Fatal("two valid segments merged into an invalid one")
+		case validA != validB && valid:
+			t.Fatal("a damaged segment merged into a valid one")
+		}
+		if validA && validB {
+			if _, payload := checkFrame(t, out, ethernet); !bytes.Equal(payload, append(bytes.Clone(a[sa.payload:]), b[sb.payload:]...)) {
+				t.Fatal("merged payload differs")
+			}
 		}
 	})
 }

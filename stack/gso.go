@@ -75,8 +75,12 @@ func (b *frameBatch) segmentTCP(pkt *gvstack.PacketBuffer) {
 			if off > 0 {
 				h.SetID(h.ID() + uint16(off/mss))
 			}
-			h.SetChecksum(0)
-			h.SetChecksum(^h.CalculateChecksum())
+			if netLen == header.IPv4MinimumSize {
+				setIPv4Checksum(ip)
+			} else {
+				h.SetChecksum(0)
+				h.SetChecksum(^h.CalculateChecksum())
+			}
 			pseudo = checksum.Checksum(ip[12:20], uint16(header.TCPProtocolNumber))
 		}
 		t := header.TCP(seg)

@@ -209,7 +209,7 @@ func (e *linkEndpoint) DeliverFrames(frames [][]byte) {
 		s := &g.next
 		if !parseSegment(f, e.ethernet, s) {
 			e.flushRun(d, g)
-			e.deliver(d, f, false)
+			e.deliver(d, f)
 			continue
 		}
 		if len(g.segs) > 0 && continues(&g.segs[0], s, g.payload) {
@@ -232,18 +232,18 @@ type groRun struct {
 	next    segment
 }
 
-// flushRun delivers the open run: one segment as it is, more as one merged
-// segment, either way with checksums already verified.
+// flushRun delivers the open run: one segment as it came, more as one
+// merged segment.
 func (e *linkEndpoint) flushRun(d gvstack.NetworkDispatcher, g *groRun) {
 	switch len(g.segs) {
 	case 0:
 		return
 	case 1:
-		e.deliver(d, g.segs[0].frame, true)
+		e.deliver(d, g.segs[0].frame)
 	default:
 		v := buffer.NewViewSize(mergedLen(g.segs))
 		f := mergeInto(v.AsSlice(), g.segs)
-		e.inject(d, f, buffer.MakeWithView(v), true)
+		e.inject(d, f, buffer.MakeWithView(v))
 		e.merged.Add(uint64(len(g.segs)))
 	}
 	clear(g.segs)
@@ -251,17 +251,17 @@ func (e *linkEndpoint) flushRun(d gvstack.NetworkDispatcher, g *groRun) {
 }
 
 // deliver hands one frame to the stack, copied.
-func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte, verified bool) {
+func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte) {
 	if len(f) == 0 {
 		e.rxBad.Add(1)
 		return
 	}
-	e.inject(d, f, buffer.MakeWithData(f), verified)
+	e.inject(d, f, buffer.MakeWithData(f))
 }
 
 // inject classifies frame f, already copied into buf (which it consumes),
-// and hands buf to the stack. verified says its checksums were checked here.
-func (e *linkEndpoint) inject(d gvstack.NetworkDispatcher, f []byte, buf buffer.Buffer, verified bool) {
+// and hands buf to the stack.
+func (e *linkEndpoint) inject(d gvstack.NetworkDispatcher, f []byte, buf buffer.Buffer) {
 	var proto tcpip.NetworkProtocolNumber
 	pktType := tcpip.PacketHost
 	first := f
@@ -302,7 +302,6 @@ func (e *linkEndpoint) inject(d gvstack.NetworkDispatcher, f []byte, buf buffer.
 	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buf})
 	pkt.PktType = pktType
 	pkt.NetworkProtocolNumber = proto
-	pkt.RXChecksumValidated = verified
 	if !e.ParseHeader(pkt) {
 		pkt.DecRef()
 		e.rxBad.Add(1)
