@@ -171,7 +171,7 @@ func TestCLI(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`geneve64_frames_total{direction="in"}`, `geneve64_drops_total{reason="vni"} 0`, "geneve64_peers 1", "geneve64_peer_rtt_seconds"} {
+	for _, want := range []string{`geneve64_frames_total{direction="in"}`, `geneve64_drops_total{reason="vni"} 0`, "geneve64_peers 1", "geneve64_peer_rtt_seconds", "geneve64_tcp_segments_merged_total"} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)
 		}

@@ -24,6 +24,7 @@ type nodeCollector struct {
 
 	frames, bytes, drops, oam, forwarded, pathChanges    *prometheus.Desc
 	peers, rtt, lastSeen, flows, socksActive, socksTotal *prometheus.Desc
+	merged                                               *prometheus.Desc
 }
 
 func newNodeCollector(n *node.Node) *nodeCollector {
@@ -44,12 +45,13 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		flows:       d("egress_flows", "Egress flows open now.", "proto"),
 		socksActive: d("socks_connections", "SOCKS5 client connections open now."),
 		socksTotal:  d("socks_connections_total", "SOCKS5 client connections accepted."),
+		merged:      d("tcp_segments_merged_total", "Received TCP segments that reached the netstack merged with others."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.frames, c.bytes, c.drops, c.oam, c.forwarded, c.pathChanges,
-		c.peers, c.rtt, c.lastSeen, c.flows, c.socksActive, c.socksTotal} {
+		c.peers, c.rtt, c.lastSeen, c.flows, c.socksActive, c.socksTotal, c.merged} {
 		ch <- d
 	}
 }
@@ -85,6 +87,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.n.Stack.Stats()
 	gauge(c.flows, float64(st.TCPFlows), "tcp")
 	gauge(c.flows, float64(st.UDPFlows), "udp")
+	counter(c.merged, st.SegmentsMerged)
 	if c.n.SOCKS != nil {
 		gauge(c.socksActive, float64(c.n.SOCKS.Active()))
 		counter(c.socksTotal, c.n.SOCKS.Total())
