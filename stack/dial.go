@@ -203,7 +203,11 @@ func (st *Stack) Listen(network, address string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gonet.ListenTCP(st.s, full, proto)
+	l, err := st.listenTCP(full, proto)
+	if err != nil {
+		return nil, err // not a nil *tcpListener in a non-nil net.Listener
+	}
+	return l, nil
 }
 
 // ListenPacket opens a UDP socket inside the tunnel on address.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -440,5 +441,53 @@ func TestEgressFlowsPerPeer(t *testing.T) {
 	}
 	for _, c := range open[1:] {
 		c.Close()
+	}
+}
+
+// TestListenerYieldsTCPConn: connections accepted inside the tunnel are
+// TCPConns (their relays wait without buffers), and Close ends a waiting
+// Accept with net.ErrClosed.
+func TestListenerYieldsTCPConn(t *testing.T) {
+	a, b := pair(t, IP, Config{Addrs: addrA}, Config{Addrs: addrB})
+	ln, err := b.Listen("tcp", "10.42.0.1:7070")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c, err := a.DialContext(ctx(t), "tcp", "10.42.0.1:7070")
+		if err == nil {
+			c.Write([]byte("x"))
+			c.Close()
+		}
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, ok := c.(*TCPConn)
+	if !ok {
+		t.Fatalf("accepted a %T", c)
+	}
+	tc.WaitReadable()
+	buf := make([]byte, 4)
+	if n, err := tc.TryRead(buf); n != 1 || err != nil || buf[0] != 'x' {
+		t.Fatalf("TryRead: %d %v", n, err)
+	}
+	tc.WaitReadable() // the peer's close
+	if _, err := tc.TryRead(buf); err != io.EOF {
+		t.Fatalf("after the peer closed: %v", err)
+	}
+	c.Close()
+	done := make(chan error, 1)
+	go func() { _, err := ln.Accept(); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	ln.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still waiting after Close")
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
 
@@ -62,4 +64,68 @@ func (c *TCPConn) WaitReadable() {
 	for !c.Readable() {
 		<-ch
 	}
+}
+
+// tcpListener accepts TCPConns: gonet's listener for everything but Accept,
+// whose connections would be plain gonet ones.
+type tcpListener struct {
+	*gonet.TCPListener
+	ep     tcpip.Endpoint
+	wq     *waiter.Queue
+	closed chan struct{}
+	once   sync.Once
+}
+
+// listenBacklog is Linux's usual somaxconn, as gonet uses.
+const listenBacklog = 4096
+
+func (st *Stack) listenTCP(full tcpip.FullAddress, proto tcpip.NetworkProtocolNumber) (*tcpListener, error) {
+	wq := new(waiter.Queue)
+	ep, terr := st.s.NewEndpoint(tcp.ProtocolNumber, proto, wq)
+	if terr != nil {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Err: errors.New(terr.String())}
+	}
+	addr := &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(full.Port)}
+	if terr := ep.Bind(full); terr != nil {
+		ep.Close()
+		return nil, &net.OpError{Op: "bind", Net: "tcp", Addr: addr, Err: errors.New(terr.String())}
+	}
+	if terr := ep.Listen(listenBacklog); terr != nil {
+		ep.Close()
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: addr, Err: errors.New(terr.String())}
+	}
+	return &tcpListener{TCPListener: gonet.NewTCPListener(st.s, wq, ep), ep: ep, wq: wq, closed: make(chan struct{})}, nil
+}
+
+// Accept implements net.Listener, returning a *TCPConn.
+func (l *tcpListener) Accept() (net.Conn, error) {
+	entry, ready := waiter.NewChannelEntry(waiter.ReadableEvents)
+	l.wq.EventRegister(&entry)
+	defer l.wq.EventUnregister(&entry)
+	for {
+		ep, wq, terr := l.ep.Accept(nil)
+		if terr == nil {
+			return newTCPConn(wq, ep), nil
+		}
+		if _, ok := terr.(*tcpip.ErrWouldBlock); !ok {
+			err := errors.New(terr.String())
+			select {
+			case <-l.closed:
+				err = net.ErrClosed
+			default:
+			}
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
+		}
+		select {
+		case <-l.closed:
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+		case <-ready:
+		}
+	}
+}
+
+// Close implements net.Listener; a waiting Accept returns net.ErrClosed.
+func (l *tcpListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.TCPListener.Close()
 }
