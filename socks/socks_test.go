@@ -79,11 +79,10 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 	}
 }
 
-func TestConnect(t *testing.T) {
-	base := runtime.NumGoroutine()
-	ln := upperServer(t)
-	port := ln.Addr().(*net.TCPAddr).Port
-	nw := &hostNetwork{names: map[string]netip.Addr{"far.example": netip.MustParseAddr("127.0.0.1")}}
+// listenAndDialer starts a SOCKS5 server over nw on loopback and returns
+// it with a client dialer for it.
+func listenAndDialer(t *testing.T, nw Network) (*Server, proxy.Dialer) {
+	t.Helper()
 	s, err := Listen(nw, Config{Addr: "127.0.0.1:0", Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +91,15 @@ func TestConnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, d
+}
+
+func TestConnect(t *testing.T) {
+	base := runtime.NumGoroutine()
+	ln := upperServer(t)
+	port := ln.Addr().(*net.TCPAddr).Port
+	nw := &hostNetwork{names: map[string]netip.Addr{"far.example": netip.MustParseAddr("127.0.0.1")}}
+	s, d := listenAndDialer(t, nw)
 	c, err := d.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -341,14 +349,7 @@ func (tcpAddrConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 
 func TestCloseEndsStalledRelays(t *testing.T) {
 	base := runtime.NumGoroutine()
 	nw := &stalledNetwork{far: make(chan net.Conn, 1)}
-	s, err := Listen(nw, Config{Addr: "127.0.0.1:0", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := proxy.SOCKS5("tcp", s.Addr().String(), nil, proxy.Direct)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, d := listenAndDialer(t, nw)
 	c, err := d.Dial("tcp", "192.0.2.1:80")
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -16,24 +17,22 @@ import (
 // It returns the function that stops them all.
 func startProfile() func() {
 	var stops []func()
-	if base := os.Getenv("GENEVE64_CPUPROFILE"); base != "" {
+	// record starts a recording into $env.<pid> when env is set.
+	record := func(env string, start func(io.Writer) error, stop func()) {
+		base := os.Getenv(env)
+		if base == "" {
+			return
+		}
 		if f := createProfile(base); f != nil {
-			if err := pprof.StartCPUProfile(f); err == nil {
-				stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
-			} else {
+			if err := start(f); err != nil {
 				f.Close()
+				return
 			}
+			stops = append(stops, func() { stop(); f.Close() })
 		}
 	}
-	if base := os.Getenv("GENEVE64_TRACE"); base != "" {
-		if f := createProfile(base); f != nil {
-			if err := trace.Start(f); err == nil {
-				stops = append(stops, func() { trace.Stop(); f.Close() })
-			} else {
-				f.Close()
-			}
-		}
-	}
+	record("GENEVE64_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	record("GENEVE64_TRACE", trace.Start, trace.Stop)
 	if base := os.Getenv("GENEVE64_MEMPROFILE"); base != "" {
 		stops = append(stops, func() {
 			if f := createProfile(base); f != nil {
