@@ -243,62 +243,61 @@ func (e *linkEndpoint) flushRun(d gvstack.NetworkDispatcher, g *groRun) {
 	default:
 		v := buffer.NewViewSize(mergedLen(g.segs))
 		f := mergeInto(v.AsSlice(), g.segs)
-		e.inject(d, f, buffer.MakeWithView(v))
-		e.merged.Add(uint64(len(g.segs)))
+		if proto, pktType, ok := e.classify(f); ok {
+			e.inject(d, buffer.MakeWithView(v), proto, pktType)
+			e.merged.Add(uint64(len(g.segs)))
+		} else {
+			v.Release()
+		}
 	}
 	clear(g.segs)
 	g.segs = g.segs[:0]
 }
 
-// deliver hands one frame to the stack, copied.
+// deliver hands one frame to the stack, copied, unless it is not ours.
 func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte) {
-	if len(f) == 0 {
-		e.rxBad.Add(1)
-		return
+	if proto, pktType, ok := e.classify(f); ok {
+		e.inject(d, buffer.MakeWithData(f), proto, pktType)
 	}
-	e.inject(d, f, buffer.MakeWithData(f))
 }
 
-// inject classifies frame f, already copied into buf (which it consumes),
-// and hands buf to the stack.
-func (e *linkEndpoint) inject(d gvstack.NetworkDispatcher, f []byte, buf buffer.Buffer) {
-	var proto tcpip.NetworkProtocolNumber
-	pktType := tcpip.PacketHost
-	first := f
-	if e.ethernet {
-		if len(first) < header.EthernetMinimumSize {
-			buf.Release()
-			e.rxBad.Add(1)
-			return
+// classify finds a frame's network protocol and packet type, and counts
+// and refuses frames that are not ours or not understood.
+func (e *linkEndpoint) classify(f []byte) (tcpip.NetworkProtocolNumber, tcpip.PacketType, bool) {
+	if !e.ethernet {
+		if len(f) > 0 {
+			switch header.IPVersion(f) {
+			case header.IPv4Version:
+				return header.IPv4ProtocolNumber, tcpip.PacketHost, true
+			case header.IPv6Version:
+				return header.IPv6ProtocolNumber, tcpip.PacketHost, true
+			}
 		}
-		eth := header.Ethernet(first)
-		dst := eth.DestinationAddress()
-		switch {
-		case dst == header.EthernetBroadcastAddress:
-			pktType = tcpip.PacketBroadcast
-		case header.IsMulticastEthernetAddress(dst):
-			pktType = tcpip.PacketMulticast
-		case dst != e.mac:
-			// A server floods unknown unicast to every peer; frames for
-			// another MAC are not ours, even though egress makes the stack
-			// accept packets for any IP address.
-			buf.Release()
-			e.rxOther.Add(1)
-			return
-		}
-		proto = eth.Type()
-	} else {
-		switch header.IPVersion(first) {
-		case header.IPv4Version:
-			proto = header.IPv4ProtocolNumber
-		case header.IPv6Version:
-			proto = header.IPv6ProtocolNumber
-		default:
-			buf.Release()
-			e.rxBad.Add(1)
-			return
-		}
+		e.rxBad.Add(1)
+		return 0, 0, false
 	}
+	if len(f) < header.EthernetMinimumSize {
+		e.rxBad.Add(1)
+		return 0, 0, false
+	}
+	eth := header.Ethernet(f)
+	switch dst := eth.DestinationAddress(); {
+	case dst == header.EthernetBroadcastAddress:
+		return eth.Type(), tcpip.PacketBroadcast, true
+	case header.IsMulticastEthernetAddress(dst):
+		return eth.Type(), tcpip.PacketMulticast, true
+	case dst != e.mac:
+		// A server floods unknown unicast to every peer; frames for
+		// another MAC are not ours, even though egress makes the stack
+		// accept packets for any IP address.
+		e.rxOther.Add(1)
+		return 0, 0, false
+	}
+	return eth.Type(), tcpip.PacketHost, true
+}
+
+// inject hands a classified frame, in buf (which it consumes), to the stack.
+func (e *linkEndpoint) inject(d gvstack.NetworkDispatcher, buf buffer.Buffer, proto tcpip.NetworkProtocolNumber, pktType tcpip.PacketType) {
 	pkt := gvstack.NewPacketBuffer(gvstack.PacketBufferOptions{Payload: buf})
 	pkt.PktType = pktType
 	pkt.NetworkProtocolNumber = proto
