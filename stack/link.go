@@ -33,6 +33,7 @@ type linkEndpoint struct {
 
 	batches sync.Pool // *frameBatch
 	runs    sync.Pool // *groRun
+	acks    *ackDelayer
 
 	// merged counts TCP segments received merged with others (gro.go).
 	merged Counter
@@ -51,6 +52,7 @@ func newLinkEndpoint(link Link, mtu uint32, ethernet bool, mac tcpip.LinkAddress
 	e := &linkEndpoint{link: link, mtu: mtu, ethernet: ethernet, mac: mac}
 	e.batches.New = func() any { return &frameBatch{} }
 	e.runs.New = func() any { return &groRun{} }
+	e.acks = newAckDelayer(link, ethernet, mtu)
 	return e
 }
 
@@ -139,6 +141,7 @@ func (e *linkEndpoint) ParseHeader(pkt *gvstack.PacketBuffer) bool {
 
 // Close implements stack.LinkEndpoint.
 func (e *linkEndpoint) Close() {
+	e.acks.close()
 	e.mu.Lock()
 	f := e.onClose
 	e.onClose = nil
@@ -167,7 +170,14 @@ func (e *linkEndpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.E
 		}
 		b.add(appendPacket(b.next(), pkt, 0, pkt.Size()))
 	}
-	_, err := e.link.SendFrames(b.frames)
+	frames := b.frames
+	if e.acks != nil {
+		frames = e.acks.filter(frames)
+	}
+	var err error
+	if len(frames) > 0 {
+		_, err = e.link.SendFrames(frames)
+	}
 	clear(b.frames)
 	b.frames = b.frames[:0]
 	e.batches.Put(b)

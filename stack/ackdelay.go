@@ -1,0 +1,232 @@
+package stack
+
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// Delayed acknowledgements. gVisor's TCP acknowledges every segment it
+// receives at once; it has no delayed ACK. In request/response traffic the
+// reply follows a moment later and would have carried the acknowledgement,
+// so half the packets through the tunnel are pure ACKs, each a system call
+// here and a wake-up at the far end. The link endpoint holds back a pure
+// ACK while the flow's unacknowledged data is under two full segments
+// (Linux's rule for delaying), for up to ackDelay, and drops it when
+// anything else of the same flow is sent meanwhile, as that carries the
+// same or a newer acknowledgement. Duplicate ACKs, ACKs with SACK blocks
+// and window updates go at once.
+
+// ackDelay bounds how long an ACK is held: far below any retransmission
+// timeout, well above the time a relay takes to answer.
+const ackDelay = 500 * time.Microsecond
+
+// maxAckFlows bounds the per-flow state; when it is full, state is dropped
+// and ACKs go at once until flows are seen again.
+const maxAckFlows = 4096
+
+// flowKey names a TCP flow: addresses and ports as they appear in the
+// packet (IPv4 addresses in the first 8 bytes).
+type flowKey struct {
+	addrs [32]byte
+	ports uint32
+}
+
+type flowAcks struct {
+	sent uint32 // the acknowledgement number the flow last sent
+	held []byte // a held ACK frame (in buf), or nil
+	ack  uint32 // the held frame's acknowledgement number
+	buf  []byte
+	seen time.Time
+}
+
+type ackDelayer struct {
+	link     Link
+	ethernet bool
+	small    uint32 // "acknowledges little": less than this many bytes
+
+	mu     sync.Mutex
+	flows  map[flowKey]*flowAcks
+	held   int
+	armed  bool
+	closed bool
+	timer  *time.Timer
+	out    [][]byte // frames the timer sends
+}
+
+func newAckDelayer(link Link, ethernet bool, mtu uint32) *ackDelayer {
+	d := &ackDelayer{link: link, ethernet: ethernet, small: 2 * mtu, flows: make(map[flowKey]*flowAcks)}
+	d.timer = time.AfterFunc(time.Hour, d.flush)
+	d.timer.Stop()
+	return d
+}
+
+// tcpInfo is what the delayer needs of a frame.
+type tcpInfo struct {
+	key    flowKey
+	ack    uint32
+	hasAck bool // the ACK flag is set
+	pure   bool // ACK flag alone, no payload, no SACK blocks
+}
+
+// parseTCP reads frame's flow and acknowledgement; ok is false for
+// anything but TCP over option-less IPv4 or extension-less IPv6.
+func parseTCP(frame []byte, ethernet bool) (info tcpInfo, ok bool) {
+	p := frame
+	if ethernet {
+		if len(p) < header.EthernetMinimumSize {
+			return info, false
+		}
+		p = p[header.EthernetMinimumSize:]
+	}
+	var seg []byte
+	switch {
+	case len(p) >= header.IPv4MinimumSize && p[0] == 0x45 && p[9] == uint8(header.TCPProtocolNumber):
+		copy(info.key.addrs[:8], p[12:20])
+		seg = p[header.IPv4MinimumSize:]
+	case len(p) >= header.IPv6MinimumSize && p[0]>>4 == 6 && p[6] == uint8(header.TCPProtocolNumber):
+		copy(info.key.addrs[:], p[8:40])
+		seg = p[header.IPv6MinimumSize:]
+	default:
+		return info, false
+	}
+	if len(seg) < header.TCPMinimumSize {
+		return info, false
+	}
+	t := header.TCP(seg)
+	hlen := int(t.DataOffset())
+	if hlen < header.TCPMinimumSize || hlen > len(seg) {
+		return info, false
+	}
+	info.key.ports = binary.BigEndian.Uint32(seg[0:4])
+	info.ack = t.AckNumber()
+	info.hasAck = t.Flags()&header.TCPFlagAck != 0
+	info.pure = t.Flags() == header.TCPFlagAck && hlen == len(seg) && !hasSACK(seg[header.TCPMinimumSize:hlen])
+	return info, true
+}
+
+// hasSACK reports whether TCP options carry SACK blocks.
+func hasSACK(opts []byte) bool {
+	for i := 0; i < len(opts); {
+		switch kind := opts[i]; kind {
+		case 0: // end of options
+			return false
+		case 1: // no-op
+			i++
+		default:
+			if kind == 5 {
+				return true
+			}
+			if i+1 >= len(opts) || opts[i+1] < 2 {
+				return true // malformed: do not hold it
+			}
+			i += int(opts[i+1])
+		}
+	}
+	return false
+}
+
+// filter takes the frames of one outgoing batch and returns those to send
+// now, holding back the ACKs it delays and dropping held ACKs that the
+// batch makes redundant. It reuses frames' backing array.
+func (d *ackDelayer) filter(frames [][]byte) [][]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	out := frames[:0]
+	for _, f := range frames {
+		info, ok := parseTCP(f, d.ethernet)
+		if !ok {
+			out = append(out, f)
+			continue
+		}
+		fl := d.flows[info.key]
+		if fl == nil {
+			if len(d.flows) >= maxAckFlows {
+				d.prune(now)
+			}
+			fl = &flowAcks{}
+			d.flows[info.key] = fl
+			if info.hasAck {
+				fl.sent = info.ack
+			}
+			fl.seen = now
+			out = append(out, f) // no history: it goes
+			continue
+		}
+		fl.seen = now
+		if fl.held != nil {
+			// This frame carries the same or a newer acknowledgement.
+			fl.held = nil
+			d.held--
+		}
+		if info.pure {
+			if advance := info.ack - fl.sent; advance != 0 && advance < d.small {
+				fl.buf = append(fl.buf[:0], f...)
+				fl.held, fl.ack = fl.buf, info.ack
+				d.held++
+				if !d.armed {
+					d.armed = true
+					d.timer.Reset(ackDelay)
+				}
+				continue
+			}
+		}
+		if info.hasAck {
+			fl.sent = info.ack
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// prune forgets flows idle for a while, or all of them if none is.
+func (d *ackDelayer) prune(now time.Time) {
+	for k, fl := range d.flows {
+		if fl.held == nil && now.Sub(fl.seen) > 10*time.Second {
+			delete(d.flows, k)
+		}
+	}
+	if len(d.flows) >= maxAckFlows {
+		for k, fl := range d.flows {
+			if fl.held == nil {
+				delete(d.flows, k)
+			}
+		}
+	}
+}
+
+// flush sends every held ACK: their time is up. It sends under the lock,
+// so that a held ACK never leaves after a newer frame of its flow.
+func (d *ackDelayer) flush() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.armed = false
+	if d.held == 0 || d.closed {
+		return
+	}
+	out := d.out[:0]
+	for _, fl := range d.flows {
+		if fl.held != nil {
+			out = append(out, fl.held)
+			fl.sent = fl.ack
+			fl.held = nil
+		}
+	}
+	d.held = 0
+	d.link.SendFrames(out)
+	clear(out)
+	d.out = out[:0]
+}
+
+// close drops what is held and sends nothing more: the link is going away.
+func (d *ackDelayer) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	d.timer.Stop()
+	clear(d.flows)
+	d.held = 0
+}

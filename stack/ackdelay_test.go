@@ -1,0 +1,140 @@
+package stack
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+)
+
+// captureLink records what the delayer sends on its own (held ACKs).
+type captureLink struct {
+	mu     sync.Mutex
+	frames [][]byte
+}
+
+func (l *captureLink) SendFrames(frames [][]byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range frames {
+		l.frames = append(l.frames, append([]byte(nil), f...))
+	}
+	return len(frames), nil
+}
+
+func (l *captureLink) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.frames)
+}
+
+func ackFrame(ack uint32) []byte {
+	return buildSegment(segSpec{seq: 5000, ack: ack, flags: header.TCPFlagAck, window: 100, tsval: 1})
+}
+
+// ackFrame2 is an ACK of another flow than ackFrame's.
+func ackFrame2(ack uint32) []byte {
+	return buildSegment(segSpec{v6: true, seq: 7000, ack: ack, flags: header.TCPFlagAck, window: 100})
+}
+
+// TestAckDelay: a pure ACK that acknowledges little is held, and sent
+// after the delay unless the flow sends something else first; everything
+// else goes at once.
+func TestAckDelay(t *testing.T) {
+	link := &captureLink{}
+	d := newAckDelayer(link, false, 1400)
+	defer d.close()
+	pass := func(name string, f []byte, want int) {
+		t.Helper()
+		if got := len(d.filter([][]byte{f})); got != want {
+			t.Fatalf("%s: %d frames go now, want %d", name, got, want)
+		}
+	}
+	pass("a flow's first ACK", ackFrame(1000), 1)
+	pass("an ACK of one byte more", ackFrame(1001), 0)
+	// The reply carries the acknowledgement: the held ACK is dropped.
+	pass("the reply", buildSegment(segSpec{seq: 5000, ack: 1001, flags: header.TCPFlagAck | header.TCPFlagPsh, window: 100, tsval: 1, payload: []byte("x")}), 1)
+	time.Sleep(3 * ackDelay)
+	if link.count() != 0 {
+		t.Fatalf("%d held ACKs sent after the reply carried them", link.count())
+	}
+	// No reply: the ACK leaves on its own, after the delay.
+	pass("another small ACK", ackFrame(1002), 0)
+	deadline := time.Now().Add(time.Second)
+	for link.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(ackDelay / 4)
+	}
+	if link.count() != 1 || string(link.frames[0]) != string(ackFrame(1002)) {
+		t.Fatalf("held ACK sent %d times", link.count())
+	}
+	// What goes at once.
+	pass("a duplicate ACK", ackFrame(1002), 1)
+	pass("a transfer's ACK", ackFrame(1002+2*1400), 1)
+	sack := ackFrame(4000)
+	opts := sack[header.IPv4MinimumSize+header.TCPMinimumSize:]
+	opts[2], opts[3] = 5, 10 // the timestamp option relabelled as SACK
+	header.TCP(sack[header.IPv4MinimumSize:]).SetChecksum(0)
+	pass("an ACK with SACK blocks", sack, 1)
+	pass("a FIN", buildSegment(segSpec{seq: 5000, ack: 4001, flags: header.TCPFlagAck | header.TCPFlagFin, window: 100}), 1)
+	pass("not TCP", []byte{0x45, 0, 0, 20}, 1)
+	// Small ACKs add up: once two full segments are unacknowledged, the
+	// ACK goes at once, as Linux's delayed ACK would send it.
+	pass("a flow's first ACK", ackFrame2(100), 1)
+	pass("one byte", ackFrame2(101), 0)
+	pass("a segment", ackFrame2(100+1400), 0)
+	pass("past two segments", ackFrame2(100+2800), 1)
+	// Closing drops what is held.
+	before := link.count()
+	pass("a small ACK before close", ackFrame(4002), 0)
+	d.close()
+	time.Sleep(3 * ackDelay)
+	if link.count() != before {
+		t.Fatal("a held ACK was sent after close")
+	}
+}
+
+// TestAckDelayAllocs: holding ACKs in steady state allocates nothing.
+func TestAckDelayAllocs(t *testing.T) {
+	d := newAckDelayer(&captureLink{}, false, 1400)
+	defer d.close()
+	ack := uint32(1000)
+	batch := make([][]byte, 1)
+	frames := make([][]byte, 64)
+	for i := range frames {
+		frames[i] = ackFrame(ack + uint32(i))
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		batch[0] = frames[i%len(frames)]
+		i++
+		d.filter(batch)
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per ACK", allocs)
+	}
+}
+
+// FuzzParseTCP: any frame: no panic, and what is taken for a pure ACK
+// has a TCP header that ends where the frame does.
+func FuzzParseTCP(f *testing.F) {
+	f.Add(ackFrame(1), false)
+	f.Add(buildSegment(segSpec{ethernet: true, v6: true, ack: 9, flags: header.TCPFlagAck, payload: []byte("x")}), true)
+	f.Fuzz(func(t *testing.T, frame []byte, ethernet bool) {
+		info, ok := parseTCP(frame, ethernet)
+		if !ok || !info.pure {
+			return
+		}
+		p := frame
+		if ethernet {
+			p = p[header.EthernetMinimumSize:]
+		}
+		ipLen := header.IPv4MinimumSize
+		if p[0]>>4 == 6 {
+			ipLen = header.IPv6MinimumSize
+		}
+		if int(header.TCP(p[ipLen:]).DataOffset()) != len(p)-ipLen {
+			t.Fatal("a pure ACK with a payload")
+		}
+	})
+}
