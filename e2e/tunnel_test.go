@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"geneve64/e2e/netsim"
+	"geneve64/internal/testpeer"
 	"geneve64/socks"
 )
 
@@ -78,7 +78,7 @@ func TestCurl(t *testing.T) {
 // host, through SOCKS5 UDP ASSOCIATE and the tunnel.
 func TestUDPAssociateThroughTunnel(t *testing.T) {
 	p := loopbackPair(t, pairOptions{})
-	echo := hostUDPEcho(t)
+	echo := testpeer.UDPUpper(t)
 	ctrl, err := net.Dial("tcp", p.near.SOCKS.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -106,25 +106,6 @@ func TestUDPAssociateThroughTunnel(t *testing.T) {
 	})
 }
 
-func hostUDPEcho(t *testing.T) netip.AddrPort {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2000)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(bytes.ToUpper(buf[:n]), from)
-		}
-	}()
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
 func TestPing(t *testing.T) {
 	for _, s := range setups {
 		t.Run(s.name, func(t *testing.T) {
@@ -150,7 +131,7 @@ func TestForwards(t *testing.T) {
 	base := runtime.NumGoroutine()
 	func() {
 		far := startFarHost(t)
-		echo := hostUDPEcho(t)
+		echo := testpeer.UDPUpper(t)
 		fwd := func(spec string, reverse bool) socks.Forward {
 			f, err := socks.ParseForward(spec, reverse)
 			if err != nil {

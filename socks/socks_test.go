@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/proxy"
+
+	"geneve64/internal/testpeer"
 )
 
 // hostNetwork is a Network over the host's own sockets, with a name table:
@@ -47,25 +49,10 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // upperServer echoes upper-cased bytes until EOF, then closes.
 func upperServer(t *testing.T) net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				c.Write(bytes.ToUpper(b))
-			}()
-		}
-	}()
-	return ln
+	return testpeer.TCP(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		c.Write(bytes.ToUpper(b))
+	})
 }
 
 func roundTrip(t *testing.T, c net.Conn, msg string) {
@@ -192,27 +179,8 @@ func (u *socksUDP) recv(t *testing.T) (netip.AddrPort, string) {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(buf[4:8])), binary.BigEndian.Uint16(buf[8:10])), string(buf[10:n])
 }
 
-func udpUpper(t *testing.T) netip.AddrPort {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2000)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(bytes.ToUpper(buf[:n]), from)
-		}
-	}()
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
 func TestUDPAssociate(t *testing.T) {
-	echo := udpUpper(t)
+	echo := testpeer.UDPUpper(t)
 	s, err := Listen(&hostNetwork{}, Config{Addr: "127.0.0.1:0", Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +211,7 @@ func TestForwards(t *testing.T) {
 	base := runtime.NumGoroutine()
 	nw := &hostNetwork{}
 	ln := upperServer(t)
-	echo := udpUpper(t)
+	echo := testpeer.UDPUpper(t)
 	for _, tc := range []struct {
 		spec    string
 		reverse bool

@@ -19,6 +19,8 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"geneve64/internal/testpeer"
 )
 
 // pipeLink joins two stacks: frames sent on one are delivered to the other
@@ -175,18 +177,6 @@ func TestTCPAndPing(t *testing.T) {
 	}
 }
 
-// shout answers every datagram on pc with its upper-cased copy.
-func shout(pc net.PacketConn) {
-	buf := make([]byte, 2000)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		pc.WriteTo(bytes.ToUpper(buf[:n]), from)
-	}
-}
-
 func TestUDP(t *testing.T) {
 	a, b := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB})
 	pc, err := b.ListenPacket("udp", ":5353")
@@ -194,7 +184,7 @@ func TestUDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	go shout(pc)
+	go testpeer.Shout(pc)
 	for _, addr := range []string{"10.42.0.1:5353", "[fd42::1]:5353"} {
 		c, err := a.DialContext(ctx(t), "udp", addr)
 		if err != nil {
@@ -214,26 +204,11 @@ func TestUDP(t *testing.T) {
 // hostEcho runs a TCP server on the host's loopback that answers with the
 // SHA-256 of what it read.
 func hostEcho(t *testing.T, network, addr string) net.Listener {
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				h := sha256.New()
-				io.Copy(h, c)
-				c.Write(h.Sum(nil))
-			}()
-		}
-	}()
-	return ln
+	return testpeer.TCP(t, network, addr, func(c net.Conn) {
+		h := sha256.New()
+		io.Copy(h, c)
+		c.Write(h.Sum(nil))
+	})
 }
 
 func TestEgress(t *testing.T) {
@@ -296,7 +271,7 @@ func TestEgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	go shout(pc)
+	go testpeer.Shout(pc)
 	uc, err := a.DialContext(ctx(t), "udp", net.JoinHostPort("10.42.0.1", itoa(pc.LocalAddr().(*net.UDPAddr).Port)))
 	if err != nil {
 		t.Fatal(err)
