@@ -17,7 +17,9 @@ import (
 // (Linux's rule for delaying), for up to ackDelay, and drops it when
 // anything else of the same flow is sent meanwhile, as that carries the
 // same or a newer acknowledgement. Duplicate ACKs, ACKs with SACK blocks
-// and window updates go at once.
+// and window updates go at once, and so does every ACK of a flow that has
+// sent its FIN: as in Linux, the side that closed first acknowledges the
+// peer's FIN at once, so that the peer's LAST-ACK ends without a wait.
 
 // ackDelay bounds how long an ACK is held: far below any retransmission
 // timeout, well above the time a relay takes to answer.
@@ -38,6 +40,7 @@ type flowAcks struct {
 	sent uint32 // the acknowledgement number the flow last sent
 	held []byte // a held ACK frame (in buf), or nil
 	ack  uint32 // the held frame's acknowledgement number
+	fin  bool   // the flow has sent its FIN
 	buf  []byte
 	seen time.Time
 }
@@ -49,6 +52,8 @@ type ackDelayer struct {
 
 	mu     sync.Mutex
 	flows  map[flowKey]*flowAcks
+	heldBy []*flowAcks // flows that held an ACK since the last flush; may repeat
+	free   []*flowAcks // forgotten flows' state, for reuse with its buffer
 	held   int
 	armed  bool
 	closed bool
@@ -67,6 +72,7 @@ func newAckDelayer(link Link, ethernet bool, mtu uint32) *ackDelayer {
 type tcpInfo struct {
 	key    flowKey
 	ack    uint32
+	flags  header.TCPFlags
 	hasAck bool // the ACK flag is set
 	pure   bool // ACK flag alone, no payload, no SACK blocks
 }
@@ -102,8 +108,9 @@ func parseTCP(frame []byte, ethernet bool) (info tcpInfo, ok bool) {
 	}
 	info.key.ports = binary.BigEndian.Uint32(seg[0:4])
 	info.ack = t.AckNumber()
-	info.hasAck = t.Flags()&header.TCPFlagAck != 0
-	info.pure = t.Flags() == header.TCPFlagAck && hlen == len(seg) && !hasSACK(seg[header.TCPMinimumSize:hlen])
+	info.flags = t.Flags()
+	info.hasAck = info.flags&header.TCPFlagAck != 0
+	info.pure = info.flags == header.TCPFlagAck && hlen == len(seg) && !hasSACK(seg[header.TCPMinimumSize:hlen])
 	return info, true
 }
 
@@ -143,30 +150,38 @@ func (d *ackDelayer) filter(frames [][]byte) [][]byte {
 			continue
 		}
 		fl := d.flows[info.key]
-		if fl == nil {
-			if len(d.flows) >= maxAckFlows {
-				d.prune(now)
-			}
-			fl = &flowAcks{}
-			d.flows[info.key] = fl
-			if info.hasAck {
-				fl.sent = info.ack
-			}
-			fl.seen = now
-			out = append(out, f) // no history: it goes
-			continue
-		}
-		fl.seen = now
-		if fl.held != nil {
+		if fl != nil && fl.held != nil {
 			// This frame carries the same or a newer acknowledgement.
 			fl.held = nil
 			d.held--
 		}
-		if info.pure {
+		if info.flags&header.TCPFlagRst != 0 {
+			// The flow is over: nothing more of it to delay.
+			if fl != nil {
+				d.forget(info.key, fl)
+			}
+			out = append(out, f)
+			continue
+		}
+		if fl == nil || info.flags&header.TCPFlagSyn != 0 {
+			// A new flow, or a new connection on an old flow's ports.
+			if fl == nil {
+				fl = d.newFlow(info.key, now)
+			}
+			fl.sent, fl.fin, fl.seen = 0, false, now
+			if info.hasAck {
+				fl.sent = info.ack
+			}
+			out = append(out, f) // no history: it goes
+			continue
+		}
+		fl.seen = now
+		if info.pure && !fl.fin {
 			if advance := info.ack - fl.sent; advance != 0 && advance < d.small {
 				fl.buf = append(fl.buf[:0], f...)
 				fl.held, fl.ack = fl.buf, info.ack
 				d.held++
+				d.heldBy = append(d.heldBy, fl)
 				if !d.armed {
 					d.armed = true
 					d.timer.Reset(ackDelay)
@@ -177,22 +192,53 @@ func (d *ackDelayer) filter(frames [][]byte) [][]byte {
 		if info.hasAck {
 			fl.sent = info.ack
 		}
+		if info.flags&header.TCPFlagFin != 0 {
+			fl.fin = true
+		}
 		out = append(out, f)
 	}
 	return out
+}
+
+// newFlow starts the state of a flow, reusing a forgotten flow's.
+func (d *ackDelayer) newFlow(key flowKey, now time.Time) *flowAcks {
+	if len(d.flows) >= maxAckFlows {
+		d.prune(now)
+	}
+	var fl *flowAcks
+	if n := len(d.free); n > 0 {
+		fl = d.free[n-1]
+		d.free = d.free[:n-1]
+	} else {
+		fl = &flowAcks{}
+	}
+	d.flows[key] = fl
+	return fl
+}
+
+// forget drops a flow's state, keeping it for reuse.
+func (d *ackDelayer) forget(key flowKey, fl *flowAcks) {
+	delete(d.flows, key)
+	if fl.held != nil {
+		fl.held = nil
+		d.held--
+	}
+	if len(d.free) < maxAckFlows {
+		d.free = append(d.free, fl)
+	}
 }
 
 // prune forgets flows idle for a while, or all of them if none is.
 func (d *ackDelayer) prune(now time.Time) {
 	for k, fl := range d.flows {
 		if fl.held == nil && now.Sub(fl.seen) > 10*time.Second {
-			delete(d.flows, k)
+			d.forget(k, fl)
 		}
 	}
 	if len(d.flows) >= maxAckFlows {
 		for k, fl := range d.flows {
 			if fl.held == nil {
-				delete(d.flows, k)
+				d.forget(k, fl)
 			}
 		}
 	}
@@ -208,13 +254,15 @@ func (d *ackDelayer) flush() {
 		return
 	}
 	out := d.out[:0]
-	for _, fl := range d.flows {
+	for _, fl := range d.heldBy {
 		if fl.held != nil {
 			out = append(out, fl.held)
 			fl.sent = fl.ack
 			fl.held = nil
 		}
 	}
+	clear(d.heldBy)
+	d.heldBy = d.heldBy[:0]
 	d.held = 0
 	d.link.SendFrames(out)
 	clear(out)
@@ -228,5 +276,7 @@ func (d *ackDelayer) close() {
 	d.closed = true
 	d.timer.Stop()
 	clear(d.flows)
+	clear(d.heldBy)
+	d.heldBy, d.free = nil, nil
 	d.held = 0
 }

@@ -38,6 +38,16 @@ func ackFrame2(ack uint32) []byte {
 	return buildSegment(segSpec{v6: true, seq: 7000, ack: ack, flags: header.TCPFlagAck, window: 100})
 }
 
+// passer returns a check that d lets want of one frame go at once.
+func passer(t *testing.T, d *ackDelayer) func(name string, f []byte, want int) {
+	return func(name string, f []byte, want int) {
+		t.Helper()
+		if got := len(d.filter([][]byte{f})); got != want {
+			t.Fatalf("%s: %d frames go now, want %d", name, got, want)
+		}
+	}
+}
+
 // TestAckDelay: a pure ACK that acknowledges little is held, and sent
 // after the delay unless the flow sends something else first; everything
 // else goes at once.
@@ -45,12 +55,7 @@ func TestAckDelay(t *testing.T) {
 	link := &captureLink{}
 	d := newAckDelayer(link, false, 1400)
 	defer d.close()
-	pass := func(name string, f []byte, want int) {
-		t.Helper()
-		if got := len(d.filter([][]byte{f})); got != want {
-			t.Fatalf("%s: %d frames go now, want %d", name, got, want)
-		}
-	}
+	pass := passer(t, d)
 	pass("a flow's first ACK", ackFrame(1000), 1)
 	pass("an ACK of one byte more", ackFrame(1001), 0)
 	// The reply carries the acknowledgement: the held ACK is dropped.
@@ -76,7 +81,6 @@ func TestAckDelay(t *testing.T) {
 	opts[2], opts[3] = 5, 10 // the timestamp option relabelled as SACK
 	header.TCP(sack[header.IPv4MinimumSize:]).SetChecksum(0)
 	pass("an ACK with SACK blocks", sack, 1)
-	pass("a FIN", buildSegment(segSpec{seq: 5000, ack: 4001, flags: header.TCPFlagAck | header.TCPFlagFin, window: 100}), 1)
 	pass("not TCP", []byte{0x45, 0, 0, 20}, 1)
 	// Small ACKs add up: once two full segments are unacknowledged, the
 	// ACK goes at once, as Linux's delayed ACK would send it.
@@ -86,12 +90,40 @@ func TestAckDelay(t *testing.T) {
 	pass("past two segments", ackFrame2(100+2800), 1)
 	// Closing drops what is held.
 	before := link.count()
-	pass("a small ACK before close", ackFrame(4002), 0)
+	pass("a small ACK before close", ackFrame2(100+2801), 0)
 	d.close()
 	time.Sleep(3 * ackDelay)
 	if link.count() != before {
 		t.Fatal("a held ACK was sent after close")
 	}
+}
+
+// TestAckDelayEnds: once a flow has sent its FIN its ACKs go at once (the
+// peer's FIN is acknowledged without a wait), a RST forgets the flow, and
+// a SYN on an old flow's ports starts afresh.
+func TestAckDelayEnds(t *testing.T) {
+	d := newAckDelayer(&captureLink{}, false, 1400)
+	defer d.close()
+	pass := passer(t, d)
+	pass("a flow's first ACK", ackFrame(1000), 1)
+	pass("a small ACK", ackFrame(1001), 0)
+	pass("a FIN", buildSegment(segSpec{seq: 5000, ack: 1001, flags: header.TCPFlagAck | header.TCPFlagFin, window: 100}), 1)
+	if d.held != 0 {
+		t.Fatalf("%d ACKs still held after the FIN carried them", d.held)
+	}
+	pass("the ACK of the peer's FIN", ackFrame(1002), 1)
+	pass("a RST", buildSegment(segSpec{seq: 5001, flags: header.TCPFlagRst, window: 0}), 1)
+	if len(d.flows) != 0 {
+		t.Fatalf("%d flows remembered after a RST", len(d.flows))
+	}
+	pass("a new flow's SYN", buildSegment(segSpec{seq: 9000, flags: header.TCPFlagSyn, window: 100}), 1)
+	pass("its handshake's ACK", ackFrame(20000), 1)
+	pass("a small ACK on the new connection", ackFrame(20001), 0)
+	// A SYN on ports whose flow had ended starts afresh.
+	pass("the FIN", buildSegment(segSpec{seq: 9001, ack: 20001, flags: header.TCPFlagAck | header.TCPFlagFin, window: 100}), 1)
+	pass("a SYN on the same ports", buildSegment(segSpec{seq: 30000, flags: header.TCPFlagSyn, window: 100}), 1)
+	pass("its handshake's ACK", ackFrame(40000), 1)
+	pass("a small ACK after the new handshake", ackFrame(40001), 0)
 }
 
 // TestAckDelayAllocs: holding ACKs in steady state allocates nothing.
