@@ -122,17 +122,15 @@ func (e *egress) open(id gvstack.TransportEndpointID, network string) (src netip
 	return src, host, true
 }
 
-// run relays one admitted flow in its own goroutine, counted in flows,
-// and gives its slot back when the relay ends.
-func (e *egress) run(src netip.Addr, flows *atomic.Int64, relayFlow func()) {
+// relayFlow relays one admitted flow, counted in flows, and gives its slot
+// back when the relay ends.
+func (e *egress) relayFlow(src netip.Addr, flows *atomic.Int64, relay func()) {
 	flows.Add(1)
 	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer flows.Add(-1)
-		defer e.release(src)
-		relayFlow()
-	}()
+	defer e.wg.Done()
+	defer flows.Add(-1)
+	defer e.release(src)
+	relay()
 }
 
 func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
@@ -152,7 +150,10 @@ func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
 	r.Complete(false)
 	ep.SocketOptions().SetKeepAlive(true)
 	inner := newTCPConn(&wq, ep)
-	e.run(src, &e.tcpFlows, func() { relay.Stream(inner, host) })
+	// The forwarder started this goroutine for the flow, and its stack has
+	// grown through the dial and the handshake: the relay reuses both, the
+	// stack for the deep direction, into the netstack.
+	e.relayFlow(src, &e.tcpFlows, func() { relay.Stream(host, inner) })
 }
 
 func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
@@ -172,7 +173,9 @@ func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
 		return false
 	}
 	inner := gonet.NewUDPConn(&wq, ep)
-	e.run(src, &e.udpFlows, func() { relay.Datagrams(inner, host, e.st.cfg.UDPIdle) })
+	// The UDP forwarder calls this on the stack's receive path: the relay
+	// needs a goroutine of its own.
+	go e.relayFlow(src, &e.udpFlows, func() { relay.Datagrams(inner, host, e.st.cfg.UDPIdle) })
 	return true
 }
 

@@ -43,10 +43,15 @@ type Waiter interface {
 // Stream copies a→b and b→a until both directions end, passing on each
 // end-of-stream as a half-close (CloseWrite) where the connection supports
 // it, then closes both. It returns the bytes copied each way.
+//
+// The calling goroutine copies a→b and a new one b→a. Writing into the
+// netstack runs deep, so pass the netstack's connection as b: the caller's
+// stack has usually grown already, and the new goroutine's then never has
+// to.
 func Stream(a, b net.Conn) (aToB, bToA int64) {
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
+	go func() { // b→a
 		defer wg.Done()
 		bToA = pipe(a, b)
 	}()
