@@ -94,7 +94,7 @@ func StartForward(nw Network, f Forward, idle time.Duration, log *slog.Logger) (
 	var err error
 	switch {
 	case f.Proto == "tcp" && !f.Reverse:
-		fw.ln, err = net.Listen("tcp", f.Listen)
+		fw.ln, err = listenTCP(f.Listen)
 	case f.Proto == "tcp":
 		fw.ln, err = nw.Listen("tcp", f.Listen)
 	case !f.Reverse:
@@ -140,16 +140,6 @@ func (fw *Forwarder) Close() error {
 	return err
 }
 
-func isLoopbackAddr(a net.Addr) bool {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return a.IP.IsLoopback()
-	case *net.UDPAddr:
-		return a.IP.IsLoopback()
-	}
-	return false
-}
-
 func (fw *Forwarder) dial(ctx context.Context, network string) (net.Conn, error) {
 	if fw.f.Reverse {
 		var d net.Dialer
@@ -185,7 +175,11 @@ func (fw *Forwarder) serveTCP() {
 				c.Close()
 				return
 			}
-			relay.Stream(c, t)
+			if fw.f.Reverse {
+				relay.Stream(t, c) // c is the netstack's side
+			} else {
+				relay.Stream(c, t)
+			}
 		}()
 	}
 }

@@ -60,12 +60,12 @@ func Listen(nw Network, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socks: %w", err)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenTCP(addr)
 	if err != nil {
 		return nil, fmt.Errorf("socks: %w", err)
 	}
 	s := &Server{cfg: cfg, nw: nw, ln: ln, log: cfg.Logger.With("socks", ln.Addr().String()), done: make(chan struct{})}
-	if !isLoopback(ln.Addr()) && cfg.User == "" {
+	if !isLoopbackAddr(ln.Addr()) && cfg.User == "" {
 		s.log.Warn("SOCKS5 listens beyond loopback without --socks-user: anyone who reaches it can use the tunnel")
 	}
 	s.srv = s.newLibServer()
@@ -218,11 +218,6 @@ type debugLogger struct{ l *slog.Logger }
 // Errorf implements go-socks5's Logger.
 func (d debugLogger) Errorf(format string, args ...any) {
 	d.l.Debug("socks5: " + fmt.Sprintf(format, args...))
-}
-
-func isLoopback(a net.Addr) bool {
-	ta, ok := a.(*net.TCPAddr)
-	return ok && ta.IP.IsLoopback()
 }
 
 // LoopbackDefault turns a bare port ("1080" or ":1080") into a loopback

@@ -66,7 +66,8 @@ type Config struct {
 	// Egress serves flows from peers to any address from this host.
 	Egress bool
 	// EgressDial dials the host side of egress flows ("tcp" or "udp"); a
-	// net.Dialer with a 10 s timeout by default.
+	// net.Dialer with a 10 s timeout, and no keep-alive to loopback, by
+	// default.
 	EgressDial func(ctx context.Context, network, address string) (net.Conn, error)
 	// MaxInFlightTCP bounds egress TCP handshakes in progress (default 512).
 	MaxInFlightTCP int
@@ -109,12 +110,24 @@ func (c *Config) defaults() error {
 		c.UDPIdle = 60 * time.Second
 	}
 	if c.EgressDial == nil {
-		c.EgressDial = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+		c.EgressDial = dialHost
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return nil
+}
+
+// dialHost is the default EgressDial: a 10 s timeout, and no keep-alive
+// probes to loopback targets, where a peer that goes away is noticed by the
+// kernel at once and the probes' four setsockopt calls are a measurable
+// part of what a short flow costs.
+func dialHost(ctx context.Context, network, address string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if ap, err := netip.ParseAddrPort(address); err == nil && ap.Addr().IsLoopback() {
+		d.KeepAlive = -1
+	}
+	return d.DialContext(ctx, network, address)
 }
 
 // MACFromIdentity derives a stable, locally administered unicast MAC from

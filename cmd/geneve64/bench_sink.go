@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"net"
 	"sync"
@@ -27,7 +28,8 @@ type sink struct {
 }
 
 func startSink() (*sink, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	lc := net.ListenConfig{KeepAlive: -1} // see dialSOCKS
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
