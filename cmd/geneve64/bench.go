@@ -284,8 +284,26 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 		c.Close()
 	}
 	time.Sleep(1500 * time.Millisecond) // their TIME-WAIT ends
+	// What each process spends per connection says where the rate goes:
+	// both endpoints and this process (the clients and the sink) share two
+	// cores.
+	procs := []struct {
+		name string
+		pid  int
+	}{{"near end", bp.near.Process.Pid}, {"far end", bp.far.Process.Pid}, {"clients and sink (this process)", os.Getpid()}}
+	cpu0 := make([]time.Duration, len(procs))
+	for i, p := range procs {
+		cpu0[i] = cpuTime(p.pid)
+	}
+	begin := time.Now()
 	rate, _ = connRate(dial, o.duration, 0)
+	conns := rate * time.Since(begin).Seconds()
 	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
+	for i, p := range procs {
+		if used := cpuTime(p.pid) - cpu0[i]; cpu0[i] >= 0 && conns > 0 {
+			add(benchResult{Name: "CPU per connection, " + p.name, Value: us(used) / conns, Unit: "µs"})
+		}
+	}
 	if o.churn > 0 {
 		rate, failed := connRate(dial, 0, o.churn)
 		add(benchResult{Name: fmt.Sprintf("SOCKS5 churn: %d connections back to back", o.churn), Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d failed", failed)})
