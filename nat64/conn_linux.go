@@ -9,12 +9,10 @@ import (
 	"net/netip"
 	"unsafe"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
-// Linux batch I/O: recvmmsg/sendmmsg through x/net, plus UDP segmentation
+// Linux batch I/O: recvmmsg/sendmmsg (mmsg_linux.go), plus UDP segmentation
 // offload both ways where the kernel has it. On send, consecutive datagrams
 // for one peer of one size go out as one UDP_SEGMENT super-datagram (its
 // iovecs point at the callers' buffers: no copy). On receive, UDP_GRO hands
@@ -28,8 +26,6 @@ const (
 
 type batchIO struct {
 	is6      bool
-	p4       *ipv4.PacketConn
-	p6       *ipv6.PacketConn
 	gso, gro bool
 
 	// Read side. With GRO, reads land in buffers owned here and are split
@@ -43,11 +39,9 @@ type batchIO struct {
 	pendOff int
 
 	// Write side, grouped: one message per run of same-peer datagrams.
-	wmsgs  []ipv6.Message
+	rw     *rawWriter
 	wiov   [][][]byte
 	woob   [][]byte
-	waddr  []net.UDPAddr
-	wip    [][16]byte
 	wcount []int
 }
 
@@ -61,24 +55,21 @@ func newBatchIO(c *net.UDPConn, is6 bool) *batchIO {
 	if err != nil {
 		return nil
 	}
+	rw, err := newRawWriter(c, is6, defaultBatch, maxGSOSegments)
+	if err != nil {
+		return nil
+	}
 	b := &batchIO{
 		is6:    is6,
 		rr:     rr,
+		rw:     rw,
 		rout:   make([]rawMsg, defaultBatch),
 		rcall:  make([][]byte, defaultBatch),
 		rbufs:  make([][]byte, defaultBatch),
 		roob:   make([][]byte, defaultBatch),
-		wmsgs:  make([]ipv6.Message, defaultBatch),
 		wiov:   make([][][]byte, defaultBatch),
 		woob:   make([][]byte, defaultBatch),
-		waddr:  make([]net.UDPAddr, defaultBatch),
-		wip:    make([][16]byte, defaultBatch),
 		wcount: make([]int, defaultBatch),
-	}
-	if is6 {
-		b.p6 = ipv6.NewPacketConn(c)
-	} else {
-		b.p4 = ipv4.NewPacketConn(c)
 	}
 	if rc, err := c.SyscallConn(); err == nil {
 		rc.Control(func(fd uintptr) {
@@ -183,7 +174,7 @@ func (b *batchIO) write(msgs []Message) (int, error) {
 	sent := 0
 	for sent < len(msgs) {
 		g := b.group(msgs[sent:])
-		got, err := b.writeBatch(b.wmsgs[:g])
+		got, err := b.rw.write(g)
 		if err != nil && b.gso && got == 0 && b.wcount[0] > 1 &&
 			(errors.Is(err, unix.EIO) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
 			b.gso = false // the path cannot segment: send datagrams one by one
@@ -202,12 +193,12 @@ func (b *batchIO) write(msgs []Message) (int, error) {
 	return sent, nil
 }
 
-// group packs msgs into b.wmsgs, one message per run of datagrams to one
+// group packs msgs into the writer's slots, one message per run of datagrams to one
 // peer whose sizes are equal (the last may be shorter), and returns how
 // many messages it made.
 func (b *batchIO) group(msgs []Message) int {
 	g := 0
-	for i := 0; i < len(msgs) && g < len(b.wmsgs); g++ {
+	for i := 0; i < len(msgs) && g < len(b.wiov); g++ {
 		size := len(msgs[i].Buf)
 		j, total := i+1, size
 		if b.gso && size > 0 {
@@ -228,37 +219,14 @@ func (b *batchIO) group(msgs []Message) int {
 			iov = append(iov, msgs[k].Buf)
 		}
 		b.wiov[g] = iov
-		m := &b.wmsgs[g]
-		m.Buffers = iov
-		m.OOB = nil
+		var oob []byte
 		if j-i > 1 {
-			m.OOB = putSegment(b.woob[g], size)
+			oob = putSegment(b.woob[g], size)
 		}
-		m.Addr = b.udpAddr(g, msgs[i].Addr)
+		b.rw.set(g, iov, oob, msgs[i].Addr)
+		clear(iov) // set took what it needs
 		b.wcount[g] = j - i
 		i = j
 	}
 	return g
-}
-
-func (b *batchIO) udpAddr(g int, a netip.AddrPort) *net.UDPAddr {
-	ua := &b.waddr[g]
-	if b.is6 {
-		b.wip[g] = a.Addr().As16()
-		ua.IP = b.wip[g][:]
-	} else {
-		a4 := a.Addr().Unmap().As4()
-		copy(b.wip[g][:4], a4[:])
-		ua.IP = b.wip[g][:4]
-	}
-	ua.Port = int(a.Port())
-	ua.Zone = ""
-	return ua
-}
-
-func (b *batchIO) writeBatch(ms []ipv6.Message) (int, error) {
-	if b.is6 {
-		return b.p6.WriteBatch(ms, 0)
-	}
-	return b.p4.WriteBatch(ms, 0)
 }

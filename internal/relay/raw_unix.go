@@ -8,55 +8,47 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
+
+// Kernel sockets are read and written here with raw system calls
+// (RawSyscall), as gVisor's non-blocking packet I/O does. The sockets are
+// non-blocking, so a call never waits in the kernel: Go's poller does the
+// waiting, through RawConn. What the raw calls skip is the runtime's
+// system-call bookkeeping, and with it a cost that dominates a small
+// exchange: the first tracked call after the process was idle wakes the
+// runtime's monitor thread, one more context switch per packet exchange.
 
 // copyRaw copies from a kernel socket, waiting for it to be readable
 // through its RawConn with no buffer held, and reading into a pooled one
-// only once there is data: the same system calls as a plain Read. It
-// returns errNotRaw, having read nothing, when src is not a kernel socket.
+// only once there is data. It returns errNotRaw, having read nothing, when
+// src is not a kernel socket.
 func copyRaw(dst io.Writer, src net.Conn) (total int64, err error) {
-	sc, isSys := src.(syscall.Conn)
-	if !isSys {
+	rc := rawConnOf(src)
+	if rc == nil {
 		return 0, errNotRaw
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, errNotRaw
-	}
+	r := &rawRead{}
+	r.fn = r.read
 	for {
-		var bp *[]byte
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			if bp == nil {
-				bp = bufPool.Get().(*[]byte)
-			}
-			for {
-				n, rerr = syscall.Read(int(fd), *bp)
-				if rerr != syscall.EINTR {
-					break
-				}
-			}
-			if rerr == syscall.EAGAIN {
-				bufPool.Put(bp) // nothing yet: wait without it
-				bp = nil
-				return false
-			}
-			return true
-		})
-		if err == nil && rerr != nil {
-			err = &net.OpError{Op: "read", Net: src.LocalAddr().Network(), Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+		r.n, r.errno = 0, 0
+		err := rc.Read(r.fn)
+		if err == nil && r.errno != 0 {
+			err = &net.OpError{Op: "read", Net: src.LocalAddr().Network(), Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: os.NewSyscallError("read", r.errno)}
 		}
-		if err == nil && n <= 0 {
+		if err == nil && r.n <= 0 {
 			err = io.EOF
 		}
 		if err == nil {
 			var w int
-			w, err = write(dst, (*bp)[:n])
+			w, err = write(dst, (*r.bp)[:r.n])
 			total += int64(w)
 		}
-		if bp != nil {
-			bufPool.Put(bp)
+		if r.bp != nil {
+			bufPool.Put(r.bp)
+			r.bp = nil
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -65,4 +57,105 @@ func copyRaw(dst io.Writer, src net.Conn) (total int64, err error) {
 			return total, err
 		}
 	}
+}
+
+// rawRead is one copyRaw's read state; fn, its bound read method, is made
+// once so that a read allocates nothing.
+type rawRead struct {
+	fn    func(fd uintptr) bool
+	bp    *[]byte
+	n     int
+	errno syscall.Errno
+}
+
+func (r *rawRead) read(fd uintptr) bool {
+	if r.bp == nil {
+		r.bp = bufPool.Get().(*[]byte)
+	}
+	b := *r.bp
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			bufPool.Put(r.bp) // nothing yet: wait without it
+			r.bp = nil
+			return false
+		case 0:
+			r.n = int(n)
+		default:
+			r.errno = e
+		}
+		return true
+	}
+}
+
+// rawWriter writes to a kernel socket with raw system calls, waiting
+// through its RawConn while the socket's buffer is full.
+type rawWriter struct {
+	c     net.Conn
+	rc    syscall.RawConn
+	fn    func(fd uintptr) bool
+	b     []byte
+	done  int
+	errno syscall.Errno
+}
+
+// rawWriterFor returns a writer for dst that makes raw system calls when
+// dst is a kernel socket, else dst itself.
+func rawWriterFor(dst io.Writer) io.Writer {
+	c, ok := dst.(net.Conn)
+	if !ok {
+		return dst
+	}
+	rc := rawConnOf(c)
+	if rc == nil {
+		return dst
+	}
+	w := &rawWriter{c: c, rc: rc}
+	w.fn = w.write
+	return w
+}
+
+// Write implements io.Writer: all of b, or an error.
+func (w *rawWriter) Write(b []byte) (int, error) {
+	w.b, w.done, w.errno = b, 0, 0
+	err := w.rc.Write(w.fn)
+	w.b = nil
+	if err == nil && w.errno != 0 {
+		err = &net.OpError{Op: "write", Net: w.c.LocalAddr().Network(), Source: w.c.LocalAddr(), Addr: w.c.RemoteAddr(), Err: os.NewSyscallError("write", w.errno)}
+	}
+	return w.done, err
+}
+
+func (w *rawWriter) write(fd uintptr) bool {
+	for w.done < len(w.b) {
+		n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.b[w.done])), uintptr(len(w.b)-w.done))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // the socket's buffer is full: wait
+		case 0:
+			w.done += int(n)
+		default:
+			w.errno = e
+			return true
+		}
+	}
+	return true
+}
+
+// rawConnOf returns c's RawConn when c is a kernel stream socket, else nil.
+func rawConnOf(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }

@@ -78,6 +78,7 @@ func pipe(dst, src net.Conn) int64 {
 // copyConn copies src to dst until src's end of stream (nil) or an error,
 // waiting without a buffer where src allows it.
 func copyConn(dst io.Writer, src net.Conn) (int64, error) {
+	dst = rawWriterFor(dst)
 	if w, ok := src.(Waiter); ok {
 		return copyWaiter(dst, w)
 	}
