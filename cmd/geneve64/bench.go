@@ -308,8 +308,10 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 		rate, failed := connRate(dial, 0, o.churn)
 		add(benchResult{Name: fmt.Sprintf("SOCKS5 churn: %d connections back to back", o.churn), Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d failed", failed)})
 		add(benchResult{Name: "SOCKS5 churn: failed connections", Value: float64(failed), Unit: "conn"})
-		// Closed connections linger in TIME-WAIT (1 s), and freed memory is
-		// handed back every 10 s: measure once both have had their time.
+		// Closed connections linger in TIME-WAIT (1 s), and an endpoint
+		// collects and hands back idle memory within a few seconds (see
+		// internal/node): measure once both have had their time, with a
+		// margin.
 		time.Sleep(12 * time.Second)
 		add(benchResult{Name: "RSS near end after churn (12 s later)", Value: float64(rssKB(bp.near.Process.Pid)) / 1024, Unit: "MB"})
 		add(benchResult{Name: "RSS far end after churn (12 s later)", Value: float64(rssKB(bp.far.Process.Pid)) / 1024, Unit: "MB"})
