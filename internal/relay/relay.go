@@ -9,6 +9,8 @@
 // nothing else. Two kinds of source can wait that way: a kernel socket
 // (waiting through its syscall.RawConn, on Unix) and a Waiter, which the
 // netstack's TCP connections are. Anything else is read the plain way.
+// On Unix, kernel sockets are also read and written with raw system calls
+// (raw_unix.go says why).
 package relay
 
 import (
