@@ -101,7 +101,7 @@ func printBench(w io.Writer, res []benchResult) {
 		if r.OfPct > 0 {
 			pct = fmt.Sprintf("%.1f%%", r.OfPct)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, fmtValue(r.Value), r.Unit, pct, r.Comment)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t  %s\n", r.Name, fmtValue(r.Value), r.Unit, pct, r.Comment) // right-aligned cells pad on the left
 	}
 	tw.Flush()
 }
@@ -284,6 +284,15 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 		c.Close()
 	}
 	time.Sleep(1500 * time.Millisecond) // their TIME-WAIT ends
+	// The baseline: the same clients straight to the sink over kernel
+	// loopback TCP, with this process doing the work of both ends.
+	kernelDial := func(ctx context.Context) (net.Conn, error) {
+		d := net.Dialer{KeepAlive: -1}
+		return d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(snk.port())))
+	}
+	kernelRate, _ := connRate(kernelDial, o.duration, 0)
+	add(benchResult{Name: "kernel loopback TCP connections (connect, first byte, close)", Value: kernelRate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
+	time.Sleep(1500 * time.Millisecond)
 	// What each process spends per connection says where the rate goes:
 	// both endpoints and this process (the clients and the sink) share two
 	// cores.
@@ -298,7 +307,7 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 	begin := time.Now()
 	rate, _ = connRate(dial, o.duration, 0)
 	conns := rate * time.Since(begin).Seconds()
-	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
+	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", OfPct: 100 * rate / kernelRate, Comment: fmt.Sprintf("%d clients", connWorkers)})
 	for i, p := range procs {
 		if used := cpuTime(p.pid) - cpu0[i]; cpu0[i] >= 0 && conns > 0 {
 			add(benchResult{Name: "CPU per connection, " + p.name, Value: us(used) / conns, Unit: "µs"})
