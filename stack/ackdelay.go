@@ -22,13 +22,8 @@ import (
 // peer's FIN at once, so that the peer's LAST-ACK ends without a wait.
 
 // ackDelay bounds how long an ACK is held: far below any retransmission
-// timeout, and above the time a relay takes to answer even on a busy
-// machine. At 500 us, a CPU-bound connection test still sent 9.3-9.7
-// tunnel frames per connection where 8 do: the timer often fired before
-// the reply was written. 2 ms brings that to 8.5 (5 ms: 8.3). A peer whose
-// sender waits for ACKs (Nagle's algorithm) waits at most this long per
-// small write, against Linux's own 40 ms delayed ACK.
-const ackDelay = 2 * time.Millisecond
+// timeout, well above the time a relay takes to answer.
+const ackDelay = 500 * time.Microsecond
 
 // maxAckFlows bounds the per-flow state; when it is full, state is dropped
 // and ACKs go at once until flows are seen again.
