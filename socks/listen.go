@@ -34,6 +34,8 @@ func isLoopbackHost(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
+// isLoopbackAddr reports whether a listener's address is on loopback, where
+// the front-ends need no authentication to be safe.
 func isLoopbackAddr(a net.Addr) bool {
 	switch a := a.(type) {
 	case *net.TCPAddr:
