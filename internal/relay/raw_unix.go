@@ -8,18 +8,13 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Kernel sockets are read and written here with raw system calls
-// (RawSyscall), as gVisor's non-blocking packet I/O does. The sockets are
-// non-blocking, so a call never waits in the kernel: Go's poller does the
-// waiting, through RawConn. What the raw calls skip is the runtime's
-// system-call bookkeeping, and with it a cost that dominates a small
-// exchange: the first tracked call after the process was idle wakes the
-// runtime's monitor thread, one more context switch per packet exchange.
+// Kernel sockets are read and written here through their RawConn, which
+// lets a relay wait without a buffer; on Linux the calls themselves are raw
+// (sys_linux.go says why).
 
 // copyRaw copies from a kernel socket, waiting for it to be readable
 // through its RawConn with no buffer held, and reading into a pooled one
@@ -72,9 +67,8 @@ func (r *rawRead) read(fd uintptr) bool {
 	if r.bp == nil {
 		r.bp = bufPool.Get().(*[]byte)
 	}
-	b := *r.bp
 	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		n, e := sysRead(fd, *r.bp)
 		switch e {
 		case unix.EINTR:
 			continue
@@ -83,7 +77,7 @@ func (r *rawRead) read(fd uintptr) bool {
 			r.bp = nil
 			return false
 		case 0:
-			r.n = int(n)
+			r.n = n
 		default:
 			r.errno = e
 		}
@@ -131,14 +125,14 @@ func (w *rawWriter) Write(b []byte) (int, error) {
 
 func (w *rawWriter) write(fd uintptr) bool {
 	for w.done < len(w.b) {
-		n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.b[w.done])), uintptr(len(w.b)-w.done))
+		n, e := sysWrite(fd, w.b[w.done:])
 		switch e {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return false // the socket's buffer is full: wait
 		case 0:
-			w.done += int(n)
+			w.done += n
 		default:
 			w.errno = e
 			return true
