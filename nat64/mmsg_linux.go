@@ -156,7 +156,10 @@ func (w *rawWriter) set(i int, bufs [][]byte, oob []byte, addr netip.AddrPort) {
 	w.iovs[i] = iov
 	h := &w.hdrs[i].Hdr
 	h.Name = (*byte)(unsafe.Pointer(&w.names[i]))
-	if w.is6 {
+	// UDPConn.WriteBatch refuses an IPv6 peer on an IPv4 socket first;
+	// should another caller not, the kernel refuses the IPv6 address with
+	// an error for that message rather than As4 panicking here.
+	if w.is6 || !addr.Addr().Unmap().Is4() {
 		sa := &w.names[i]
 		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: addr.Addr().As16()}
 		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], addr.Port())
