@@ -120,6 +120,9 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak %v: %d MiB downloaded (%.0f Mbit/s), %d connections (%.0f/s), %d failures, path changes %d",
 		*soakFor, bytes.Load()>>20, float64(bytes.Load())*8/secs/1e6, conns.Load(), float64(conns.Load())/secs,
 		failures.Load(), p.far.Endpoint.Stats().PathChanges.Load())
+	// What a failure needs first: egress flows still open or refused at
+	// the far end, and each stack's counters.
+	t.Logf("far stack %+v; near stack %+v", p.far.Stack.Stats(), p.near.Stack.Stats())
 	if failures.Load() != 0 {
 		t.Fatalf("%d failures", failures.Load())
 	}
