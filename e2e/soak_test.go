@@ -47,7 +47,9 @@ func TestSoak(t *testing.T) {
 	var wg sync.WaitGroup
 	var bytes, conns, failures atomic.Int64
 	fail := func(format string, args ...any) {
-		failures.Add(1)
+		if failures.Add(1) == 1 {
+			t.Log(relayStacks())
+		}
 		t.Errorf(format, args...)
 	}
 	// Steady traffic: two streams of hash-checked downloads.

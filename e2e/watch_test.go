@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,4 +23,19 @@ func watch(t *testing.T) {
 		os.Exit(2)
 	})
 	t.Cleanup(func() { timer.Stop() })
+}
+
+// relayStacks returns the stacks of the goroutines that relay connections:
+// after a stalled transfer, where each one waits says which side holds
+// the missing bytes.
+func relayStacks() string {
+	buf := make([]byte, 32<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "geneve64/internal/relay.") {
+			out = append(out, g)
+		}
+	}
+	return fmt.Sprintf("%d relay goroutines:\n%s", len(out), strings.Join(out, "\n\n"))
 }
