@@ -122,11 +122,16 @@ func (e *egress) open(id gvstack.TransportEndpointID, network string) (src netip
 	return src, host, true
 }
 
-// relayFlow relays one admitted flow, counted in flows, and gives its slot
-// back when the relay ends.
-func (e *egress) relayFlow(src netip.Addr, flows *atomic.Int64, relay func()) {
+// track counts an admitted flow in flows before its relay starts, so that
+// the flow limits see it at once.
+func (e *egress) track(flows *atomic.Int64) {
 	flows.Add(1)
 	e.wg.Add(1)
+}
+
+// relayFlow relays a tracked flow, and uncounts it and gives its slot back
+// when the relay ends.
+func (e *egress) relayFlow(src netip.Addr, flows *atomic.Int64, relay func()) {
 	defer e.wg.Done()
 	defer flows.Add(-1)
 	defer e.release(src)
@@ -153,6 +158,7 @@ func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
 	// The forwarder started this goroutine for the flow, and its stack has
 	// grown through the dial and the handshake: the relay reuses both, the
 	// stack for the deep direction, into the netstack.
+	e.track(&e.tcpFlows)
 	e.relayFlow(src, &e.tcpFlows, func() { relay.Stream(host, inner) })
 }
 
@@ -175,6 +181,7 @@ func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
 	inner := gonet.NewUDPConn(&wq, ep)
 	// The UDP forwarder calls this on the stack's receive path: the relay
 	// needs a goroutine of its own.
+	e.track(&e.udpFlows)
 	go e.relayFlow(src, &e.udpFlows, func() { relay.Datagrams(inner, host, e.st.cfg.UDPIdle) })
 	return true
 }
