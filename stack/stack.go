@@ -163,11 +163,17 @@ type Stats struct {
 	// SegmentsMerged counts received TCP segments that reached the stack
 	// merged with their neighbours (receive coalescing).
 	SegmentsMerged uint64
+	// TCPRetransmits, TCPTimeouts and TCPChecksumErrors are the netstack's
+	// own TCP counters: segments sent again, retransmission timeouts, and
+	// received segments dropped for a bad checksum.
+	TCPRetransmits, TCPTimeouts, TCPChecksumErrors uint64
 }
 
 // Stats returns the stack's counters.
 func (st *Stack) Stats() Stats {
-	s := Stats{FramesForOthers: st.ep.rxOther.Load(), BadFrames: st.ep.rxBad.Load(), SegmentsMerged: st.ep.merged.Load()}
+	tcp := st.s.Stats().TCP
+	s := Stats{FramesForOthers: st.ep.rxOther.Load(), BadFrames: st.ep.rxBad.Load(), SegmentsMerged: st.ep.merged.Load(),
+		TCPRetransmits: tcp.Retransmits.Value(), TCPTimeouts: tcp.Timeouts.Value(), TCPChecksumErrors: tcp.ChecksumErrors.Value()}
 	if st.egr != nil {
 		s.TCPFlows, s.UDPFlows = st.egr.tcpFlows.Load(), st.egr.udpFlows.Load()
 		s.FlowsRefused = st.egr.refused.Load()
