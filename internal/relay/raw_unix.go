@@ -31,7 +31,7 @@ func copyRaw(dst io.Writer, src net.Conn) (total int64, err error) {
 		r.n, r.errno = 0, 0
 		err := rc.Read(r.fn)
 		if err == nil && r.errno != 0 {
-			err = &net.OpError{Op: "read", Net: src.LocalAddr().Network(), Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: os.NewSyscallError("read", r.errno)}
+			err = opError("read", src, r.errno)
 		}
 		if err == nil && r.n <= 0 {
 			err = io.EOF
@@ -118,7 +118,7 @@ func (w *rawWriter) Write(b []byte) (int, error) {
 	err := w.rc.Write(w.fn)
 	w.b = nil
 	if err == nil && w.errno != 0 {
-		err = &net.OpError{Op: "write", Net: w.c.LocalAddr().Network(), Source: w.c.LocalAddr(), Addr: w.c.RemoteAddr(), Err: os.NewSyscallError("write", w.errno)}
+		err = opError("write", w.c, w.errno)
 	}
 	return w.done, err
 }
@@ -139,6 +139,11 @@ func (w *rawWriter) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// opError describes a failed read or write of c as net's own errors do.
+func opError(op string, c net.Conn, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }
 
 // rawConnOf returns c's RawConn when c is a kernel stream socket, else nil.
