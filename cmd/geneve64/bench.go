@@ -133,10 +133,7 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 	}
 
 	// The baseline: kernel TCP over loopback, same sink, same load.
-	kernelDial := func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(snk.port())))
-	}
+	kernelDial := snk.dial
 	kernel1 := bulk(kernelDial, 1, sinkUpload, o.duration, snk)
 	add(benchResult{Name: "kernel loopback TCP, 1 stream", Value: kernel1, Unit: "Gbit/s"})
 	restore, pinned := pinAll()
@@ -286,11 +283,7 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 	time.Sleep(1500 * time.Millisecond) // their TIME-WAIT ends
 	// The baseline: the same clients straight to the sink over kernel
 	// loopback TCP, with this process doing the work of both ends.
-	kernelDial := func(ctx context.Context) (net.Conn, error) {
-		d := net.Dialer{KeepAlive: -1}
-		return d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(snk.port())))
-	}
-	kernelRate, _ := connRate(kernelDial, o.duration, 0)
+	kernelRate, _ := connRate(snk.dial, o.duration, 0)
 	add(benchResult{Name: "kernel loopback TCP connections (connect, first byte, close)", Value: kernelRate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
 	time.Sleep(1500 * time.Millisecond)
 	// What each process spends per connection says where the rate goes:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -39,6 +40,14 @@ func startSink() (*sink, error) {
 }
 
 func (s *sink) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// dial connects straight to the sink over kernel loopback TCP: the
+// baseline every tunnel figure is set against. No keep-alive, as for the
+// clients through the tunnel (see dialSOCKS).
+func (s *sink) dial(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: -1}
+	return d.DialContext(ctx, "tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port())))
+}
 
 func (s *sink) close() {
 	s.ln.Close()
