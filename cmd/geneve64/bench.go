@@ -133,11 +133,10 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 	}
 
 	// The baseline: kernel TCP over loopback, same sink, same load.
-	kernelDial := snk.dial
-	kernel1 := bulk(kernelDial, 1, sinkUpload, o.duration, snk)
+	kernel1 := bulk(snk.dial, 1, sinkUpload, o.duration, snk)
 	add(benchResult{Name: "kernel loopback TCP, 1 stream", Value: kernel1, Unit: "Gbit/s"})
 	restore, pinned := pinAll()
-	kp50, kp99 := pingPong(kernelDial, o.duration)
+	kp50, kp99 := pingPong(snk.dial, o.duration)
 	restore()
 	add(benchResult{Name: "kernel loopback TCP ping-pong p50", Value: us(kp50), Unit: "µs", Comment: pinned})
 	add(benchResult{Name: "kernel loopback TCP ping-pong p99", Value: us(kp99), Unit: "µs", Comment: pinned})
