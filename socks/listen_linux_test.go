@@ -2,27 +2,10 @@ package socks
 
 import (
 	"net"
-	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"geneve64/internal/testpeer"
 )
-
-// keepAliveOf reads SO_KEEPALIVE from a kernel TCP connection.
-func keepAliveOf(t *testing.T, c net.Conn) int {
-	t.Helper()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v int
-	var gerr error
-	rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE) })
-	if gerr != nil {
-		t.Fatal(gerr)
-	}
-	return v
-}
 
 // TestListenKeepAlive: connections accepted on loopback carry no
 // keep-alive; on the wildcard address they keep Go's default (on).
@@ -47,7 +30,7 @@ func TestListenKeepAlive(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		if got := keepAliveOf(t, s); got != tc.want {
+		if got := testpeer.KeepAlive(t, s); got != tc.want {
 			t.Errorf("listening on %s: accepted connection has SO_KEEPALIVE %d, want %d", tc.addr, got, tc.want)
 		}
 	}

@@ -3,10 +3,9 @@ package stack
 import (
 	"context"
 	"net"
-	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"geneve64/internal/testpeer"
 )
 
 // TestDialHostKeepAlive: egress connections to loopback carry no
@@ -17,15 +16,6 @@ func TestDialHostKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	keepAlive := func(c net.Conn) int {
-		rc, err := c.(syscall.Conn).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v int
-		rc.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE) })
-		return v
-	}
 	c, err := dialHost(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +26,7 @@ func TestDialHostKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	if got, def := keepAlive(c), keepAlive(plain); got != 0 || def != 1 {
+	if got, def := testpeer.KeepAlive(t, c), testpeer.KeepAlive(t, plain); got != 0 || def != 1 {
 		t.Fatalf("SO_KEEPALIVE: egress dial to loopback %d (want 0), plain dial %d (want 1)", got, def)
 	}
 }
