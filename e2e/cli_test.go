@@ -179,6 +179,16 @@ func TestCLI(t *testing.T) {
 	if resp, err := http.Get("http://" + maddr + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", resp, err)
 	}
+	// The netstack's TCP connections: the reverse forward's listener.
+	resp, err = http.Get("http://" + maddr + "/debug/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "LISTEN 10.42.0.1:7000 -> ") {
+		t.Fatalf("/debug/tcp lacks the reverse forward's listener:\n%s", body)
+	}
 
 	// SIGTERM: exit 0 within 2 s.
 	for _, p := range []*proc{cli, srv} {

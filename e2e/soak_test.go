@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"geneve64/e2e/netsim"
+	"geneve64/internal/node"
 )
 
 var soakFor = flag.Duration("soak", 45*time.Second, "how long TestSoak runs (CI: the default; longer by hand)")
@@ -52,10 +53,13 @@ func TestSoak(t *testing.T) {
 		}
 		t.Errorf(format, args...)
 	}
-	// Steady traffic: two streams of hash-checked downloads.
+	// Steady traffic: two streams of hash-checked downloads, watched for
+	// stalls.
+	var lastRead [2]atomic.Int64
 	for i := 0; i < 2; i++ {
+		lastRead[i].Store(time.Now().UnixNano())
 		wg.Add(1)
-		go func(seed uint64) {
+		go func(seed uint64, last *atomic.Int64) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				const n = 4 << 20
@@ -64,7 +68,7 @@ func TestSoak(t *testing.T) {
 					fail("download: %v", err)
 					return
 				}
-				got, err := io.ReadAll(resp.Body)
+				got, err := io.ReadAll(progressReader{resp.Body, last})
 				resp.Body.Close()
 				if err != nil || len(got) != n || streamHashOf(got) != streamHash(seed, n) {
 					fail("download of %d bytes: %d arrived, %v", n, len(got), err)
@@ -73,8 +77,13 @@ func TestSoak(t *testing.T) {
 				bytes.Add(n)
 				seed++
 			}
-		}(uint64(100 * (i + 1)))
+		}(uint64(100*(i+1)), &lastRead[i])
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		watchStalls(ctx, t, p, lastRead[:])
+	}()
 	// Churn: open, use, close, as fast as 64 clients go.
 	d := p.socksDialer(t)
 	for i := 0; i < 64; i++ {
@@ -148,6 +157,59 @@ func TestSoak(t *testing.T) {
 				g, baseGoroutines, ms.HeapInuse>>20, baseHeap>>20, rss>>20, baseRSS>>20)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// progressReader notes when each read returned data.
+type progressReader struct {
+	r    io.Reader
+	last *atomic.Int64
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// watchStalls logs, once, what a stalled download needs to be explained: a
+// download that read nothing for 15 s stalled (it moves megabytes a
+// second). Where each relay waits, and every TCP connection of both
+// stacks, say which side holds the missing bytes: unread at the near end
+// (its receive queue), or never delivered (the far end retransmitting, or
+// not).
+func watchStalls(ctx context.Context, t *testing.T, p *pair, lastRead []atomic.Int64) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for i := range lastRead {
+			idle := time.Since(time.Unix(0, lastRead[i].Load()))
+			if idle < 15*time.Second {
+				continue
+			}
+			t.Logf("download %d has read nothing for %v", i, idle.Round(time.Second))
+			for _, side := range []struct {
+				name string
+				n    *node.Node
+			}{{"near", p.near}, {"far", p.far}} {
+				var lines []string
+				for _, c := range side.n.Stack.TCPConns() {
+					if c.State != "TIME-WAIT" && c.State != "LISTEN" {
+						lines = append(lines, c.String())
+					}
+				}
+				t.Logf("%s stack %+v, %d TCP connections open:\n%s", side.name, side.n.Stack.Stats(), len(lines), strings.Join(lines, "\n"))
+			}
+			t.Log(relayStacks())
+			return
+		}
 	}
 }
 

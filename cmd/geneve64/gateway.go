@@ -61,7 +61,7 @@ The IPv6 side is a TUN device that policy routing feeds; see the README, "Runnin
 			if metrics != "" {
 				reg := prometheus.NewRegistry()
 				reg.MustRegister(gatewayCollector{g})
-				ms, err := serveMetrics(metrics, reg, func() bool { return true }, log)
+				ms, err := serveMetrics(metrics, reg, func() bool { return true }, nil, log)
 				if err != nil {
 					return err
 				}

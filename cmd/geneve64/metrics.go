@@ -15,6 +15,7 @@ import (
 
 	"geneve64/internal/node"
 	"geneve64/nat64"
+	"geneve64/stack"
 )
 
 // nodeCollector reads a node's counters when Prometheus scrapes: the
@@ -98,15 +99,18 @@ type metricsServer struct {
 	srv *http.Server
 }
 
-// startMetrics serves /metrics and /healthz (200 while a peer was heard
-// within healthy, else 503) on addr.
+// startMetrics serves /metrics, /healthz (200 while a peer was heard
+// within healthy, else 503) and /debug/tcp on addr.
 func startMetrics(addr string, n *node.Node, healthy time.Duration, log *slog.Logger) (*metricsServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newNodeCollector(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return serveMetrics(addr, reg, func() bool { return n.Healthy(healthy) }, log)
+	return serveMetrics(addr, reg, func() bool { return n.Healthy(healthy) }, n.Stack.TCPConns, log)
 }
 
-func serveMetrics(addr string, reg *prometheus.Registry, healthy func() bool, log *slog.Logger) (*metricsServer, error) {
+// serveMetrics serves reg, the health check and, when tcpConns is set, the
+// netstack's TCP connections at /debug/tcp, one a line: what `ss -ti`
+// shows of kernel sockets, for the connections no host tool can see.
+func serveMetrics(addr string, reg *prometheus.Registry, healthy func() bool, tcpConns func() []stack.TCPConnInfo, log *slog.Logger) (*metricsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -120,13 +124,23 @@ func serveMetrics(addr string, reg *prometheus.Registry, healthy func() bool, lo
 		}
 		http.Error(w, "no peer heard recently", http.StatusServiceUnavailable)
 	})
+	paths := "/metrics /healthz"
+	if tcpConns != nil {
+		paths += " /debug/tcp"
+		mux.HandleFunc("/debug/tcp", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			for _, c := range tcpConns() {
+				fmt.Fprintln(w, c)
+			}
+		})
+	}
 	ms := &metricsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	go func() {
 		if err := ms.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("metrics server stopped", "err", err)
 		}
 	}()
-	log.Info("metrics listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz")
+	log.Info("metrics listening", "addr", ln.Addr().String(), "paths", paths)
 	return ms, nil
 }
 
