@@ -17,6 +17,7 @@ import (
 
 	"geneve64/e2e/netsim"
 	"geneve64/internal/node"
+	"geneve64/internal/testpeer"
 )
 
 var soakFor = flag.Duration("soak", 45*time.Second, "how long TestSoak runs (CI: the default; longer by hand)")
@@ -36,12 +37,14 @@ func TestSoak(t *testing.T) {
 	download(t, c, far.url("localhost", "/download"), 1, 1<<20) // warm up
 	runtime.GC()
 	time.Sleep(300 * time.Millisecond)
-	baseGoroutines := runtime.NumGoroutine()
+	baseGoroutines := testpeer.Goroutines()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	baseHeap := ms.HeapInuse
 	baseRSS := selfRSS()
 
+	trace := newTCPTrace(1 << 15) // about 6 s of connections; 4 MiB of the heap the test checks
+	p.world.internet.SetTap(trace.tap)
 	p.world.internet.SetFaults(netsim.Faults{Loss: 0.01, Reorder: 0.02, ReorderBy: 2 * time.Millisecond, Duplicate: 0.01})
 	ctx, cancel := context.WithTimeout(context.Background(), *soakFor)
 	defer cancel()
@@ -50,17 +53,19 @@ func TestSoak(t *testing.T) {
 	fail := func(format string, args ...any) {
 		if failures.Add(1) == 1 {
 			t.Log(relayStacks())
+			t.Log(trace.explainResets(10))
 		}
 		t.Errorf(format, args...)
 	}
 	// Steady traffic: two streams of hash-checked downloads, watched for
 	// stalls.
 	var lastRead [2]atomic.Int64
+	var downloads sync.WaitGroup
 	for i := 0; i < 2; i++ {
 		lastRead[i].Store(time.Now().UnixNano())
-		wg.Add(1)
+		downloads.Add(1)
 		go func(seed uint64, last *atomic.Int64) {
-			defer wg.Done()
+			defer downloads.Done()
 			for ctx.Err() == nil {
 				const n = 4 << 20
 				resp, err := c.Get(fmt.Sprintf("%s?n=%d&seed=%d", far.url("localhost", "/download"), n, seed))
@@ -79,10 +84,14 @@ func TestSoak(t *testing.T) {
 			}
 		}(uint64(100*(i+1)), &lastRead[i])
 	}
+	// The watch lasts as long as the downloads: the last one may stall
+	// after the soak's time is up.
+	downloadsDone := make(chan struct{})
+	go func() { downloads.Wait(); close(downloadsDone) }()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		watchStalls(ctx, t, p, lastRead[:])
+		watchStalls(downloadsDone, t, p, lastRead[:])
 	}()
 	// Churn: open, use, close, as fast as 64 clients go.
 	d := p.socksDialer(t)
@@ -144,7 +153,7 @@ func TestSoak(t *testing.T) {
 	for {
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
-		g := runtime.NumGoroutine()
+		g := testpeer.Goroutines()
 		rss := selfRSS()
 		// Both endpoints live in this process: its RSS is theirs.
 		if g <= baseGoroutines+10 && ms.HeapInuse <= baseHeap+32<<20 && rss <= baseRSS+48<<20 {
@@ -180,12 +189,12 @@ func (p progressReader) Read(b []byte) (int, error) {
 // stacks, say which side holds the missing bytes: unread at the near end
 // (its receive queue), or never delivered (the far end retransmitting, or
 // not).
-func watchStalls(ctx context.Context, t *testing.T, p *pair, lastRead []atomic.Int64) {
+func watchStalls(done <-chan struct{}, t *testing.T, p *pair, lastRead []atomic.Int64) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-done:
 			return
 		case <-tick.C:
 		}

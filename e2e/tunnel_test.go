@@ -128,7 +128,7 @@ func TestPing(t *testing.T) {
 // the far end, TCP and UDP, 200 TCP connections at once through each; no
 // goroutines are left once they end.
 func TestForwards(t *testing.T) {
-	base := runtime.NumGoroutine()
+	base := testpeer.Goroutines()
 	func() {
 		far := startFarHost(t)
 		echo := testpeer.UDPUpper(t)
@@ -199,10 +199,10 @@ func TestForwards(t *testing.T) {
 		p.far.Close()
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > base+5 {
+	for testpeer.Goroutines() > base+5 {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines %d, baseline %d\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+			t.Fatalf("goroutines %d, baseline %d\n%s", testpeer.Goroutines(), base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

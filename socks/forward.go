@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"geneve64/internal/relay"
+	"geneve64/internal/workers"
 )
 
 // Forward is one port forward. Local forwards (--forward) listen on the
@@ -161,7 +162,7 @@ func (fw *Forwarder) serveTCP() {
 		if !fw.conns.add(c) {
 			return
 		}
-		go func() {
+		workers.Go(func() {
 			defer fw.conns.done(c)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			t, err := fw.dial(ctx, "tcp")
@@ -180,7 +181,7 @@ func (fw *Forwarder) serveTCP() {
 			} else {
 				relay.Stream(c, t)
 			}
-		}()
+		})
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/things-go/go-socks5/statute"
 
 	"geneve64/internal/relay"
+	"geneve64/internal/workers"
 )
 
 // Config configures a SOCKS5 server.
@@ -124,12 +125,12 @@ func (s *Server) serve() {
 		if !s.conns.add(c) {
 			return
 		}
-		go func() {
+		workers.Go(func() {
 			defer s.conns.done(c)
 			if err := s.srv.ServeConn(c); err != nil {
 				s.log.Debug("SOCKS connection ended", "client", c.RemoteAddr(), "err", err)
 			}
-		}()
+		})
 	}
 }
 

@@ -82,7 +82,7 @@ func listenAndDialer(t *testing.T, nw Network) (*Server, proxy.Dialer) {
 }
 
 func TestConnect(t *testing.T) {
-	base := runtime.NumGoroutine()
+	base := testpeer.Goroutines()
 	ln := upperServer(t)
 	port := ln.Addr().(*net.TCPAddr).Port
 	nw := &hostNetwork{names: map[string]netip.Addr{"far.example": netip.MustParseAddr("127.0.0.1")}}
@@ -208,7 +208,7 @@ func TestUDPAssociate(t *testing.T) {
 }
 
 func TestForwards(t *testing.T) {
-	base := runtime.NumGoroutine()
+	base := testpeer.Goroutines()
 	nw := &hostNetwork{}
 	ln := upperServer(t)
 	echo := testpeer.UDPUpper(t)
@@ -282,10 +282,10 @@ func TestParseForward(t *testing.T) {
 func waitGoroutines(t *testing.T, base int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base+2 {
+	for testpeer.Goroutines() > base+2 {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutines %d, baseline %d\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+			t.Fatalf("goroutines %d, baseline %d\n%s", testpeer.Goroutines(), base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -315,7 +315,7 @@ func (tcpAddrConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 
 // writing to a target that stopped reading; closing only the client side
 // would leave it blocked for good.
 func TestCloseEndsStalledRelays(t *testing.T) {
-	base := runtime.NumGoroutine()
+	base := testpeer.Goroutines()
 	nw := &stalledNetwork{far: make(chan net.Conn, 1)}
 	s, d := listenAndDialer(t, nw)
 	c, err := d.Dial("tcp", "192.0.2.1:80")

@@ -15,6 +15,7 @@ import (
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"geneve64/internal/relay"
+	"geneve64/internal/workers"
 )
 
 // egress terminates flows that peers send to any address and re-originates
@@ -73,7 +74,11 @@ func (st *Stack) startEgress() error {
 
 	// The forwarder completes a handshake only after the host-side dial
 	// succeeded, and bounds the handshakes in flight.
-	fwd := tcp.NewForwarder(st.s, 0, st.cfg.MaxInFlightTCP, e.forwardTCP)
+	// gVisor starts a goroutine per flow; the flow moves at once to a
+	// worker whose stack has already grown through a dial and a handshake.
+	fwd := tcp.NewForwarder(st.s, 0, st.cfg.MaxInFlightTCP, func(r *tcp.ForwarderRequest) {
+		workers.Go(func() { e.forwardTCP(r) })
+	})
 	st.s.SetTransportProtocolHandler(tcp.ProtocolNumber, fwd.HandlePacket)
 	ufwd := udp.NewForwarder(st.s, e.forwardUDP)
 	st.s.SetTransportProtocolHandler(udp.ProtocolNumber, ufwd.HandlePacket)
@@ -155,9 +160,8 @@ func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
 	r.Complete(false)
 	ep.SocketOptions().SetKeepAlive(true)
 	inner := newTCPConn(&wq, ep)
-	// The forwarder started this goroutine for the flow, and its stack has
-	// grown through the dial and the handshake: the relay reuses both, the
-	// stack for the deep direction, into the netstack.
+	// This goroutine's stack has grown through the dial and the handshake:
+	// the relay reuses it for the deep direction, into the netstack.
 	e.track(&e.tcpFlows)
 	e.relayFlow(src, &e.tcpFlows, func() { relay.Stream(host, inner) })
 }
@@ -182,7 +186,7 @@ func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
 	// The UDP forwarder calls this on the stack's receive path: the relay
 	// needs a goroutine of its own.
 	e.track(&e.udpFlows)
-	go e.relayFlow(src, &e.udpFlows, func() { relay.Datagrams(inner, host, e.st.cfg.UDPIdle) })
+	workers.Go(func() { e.relayFlow(src, &e.udpFlows, func() { relay.Datagrams(inner, host, e.st.cfg.UDPIdle) }) })
 	return true
 }
 

@@ -28,6 +28,7 @@ type Segment struct {
 	owners map[netip.Addr]node
 	router node
 	faults Faults
+	tap    func(p Packet, fate string)
 	rnd    *rand.Rand
 	// Unroutable counts packets for which the segment had no owner or router.
 	Unroutable Counter
@@ -63,10 +64,19 @@ func (s *Segment) attach(a netip.Addr, n node) {
 	s.owners[a] = n
 }
 
+// SetTap calls tap with every packet sent on the segment from now on, and
+// its fate: "lost", "duplicated", "delayed" or "" (delivered). tap must not
+// keep p.Payload.
+func (s *Segment) SetTap(tap func(p Packet, fate string)) {
+	s.mu.Lock()
+	s.tap = tap
+	s.mu.Unlock()
+}
+
 // send puts p on the segment, through its faults.
 func (s *Segment) send(p Packet) {
 	s.mu.Lock()
-	f := s.faults
+	f, tap := s.faults, s.tap
 	var lost, dup, reorder bool
 	if f.Loss > 0 || f.Duplicate > 0 || f.Reorder > 0 {
 		lost = s.rnd.Float64() < f.Loss
@@ -74,6 +84,18 @@ func (s *Segment) send(p Packet) {
 		reorder = s.rnd.Float64() < f.Reorder
 	}
 	s.mu.Unlock()
+	if tap != nil {
+		fate := ""
+		switch {
+		case lost:
+			fate = "lost"
+		case dup:
+			fate = "duplicated"
+		case reorder:
+			fate = "delayed"
+		}
+		tap(p, fate)
+	}
 	if lost {
 		return
 	}

@@ -18,6 +18,8 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"geneve64/internal/workers"
 )
 
 // closeWriter is a connection that can shut down its sending half.
@@ -53,10 +55,10 @@ type Waiter interface {
 func Stream(a, b net.Conn) (aToB, bToA int64) {
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { // b→a
+	workers.Go(func() { // b→a
 		defer wg.Done()
 		bToA = pipe(a, b)
-	}()
+	})
 	aToB = pipe(b, a)
 	wg.Wait()
 	a.Close()

@@ -1,9 +1,10 @@
 // Package testpeer runs the small servers tests talk to on the host (a TCP
-// server with a handler per connection, an upper-casing UDP server) and
-// reads back what tests set on sockets (KeepAlive). It is its own package
-// because the tests of stack, socks and e2e all need the same ones, and
-// test files cannot share code across packages; like net/http/httptest,
-// nothing but tests imports it.
+// server with a handler per connection, an upper-casing UDP server), reads
+// back what tests set on sockets (KeepAlive) and counts goroutines for
+// leak checks (Goroutines). It is its own package because the tests of
+// stack, socks and e2e all need the same ones, and test files cannot share
+// code across packages; like net/http/httptest, nothing but tests imports
+// it.
 package testpeer
 
 import (
