@@ -189,9 +189,15 @@ func (st *Stack) dialTCP(ctx context.Context, full tcpip.FullAddress, proto tcpi
 		terr = ep.LastError()
 	}
 	if terr != nil {
+		// As the net package's errors do, name the local port too: it
+		// tells one failed attempt from another in a capture.
+		var src net.Addr
+		if la, err := ep.GetLocalAddress(); err == nil && la.Port != 0 {
+			src = &net.TCPAddr{IP: net.IP(la.Addr.AsSlice()), Port: int(la.Port)}
+		}
 		ep.Close()
 		addr := &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(full.Port)}
-		return nil, &net.OpError{Op: "connect", Net: "tcp", Addr: addr, Err: errors.New(terr.String())}
+		return nil, &net.OpError{Op: "connect", Net: "tcp", Source: src, Addr: addr, Err: errors.New(terr.String())}
 	}
 	return newTCPConn(&wq, ep), nil
 }

@@ -261,7 +261,9 @@ func TestEgress(t *testing.T) {
 	dead, _ := net.Listen("tcp4", "127.0.0.1:0")
 	deadPort := dead.Addr().(*net.TCPAddr).Port
 	dead.Close()
-	if _, err := a.DialContext(ctx(t), "tcp", net.JoinHostPort("10.42.0.1", itoa(deadPort))); err == nil || !strings.Contains(err.Error(), "refused") {
+	// The error names both ends, as the net package's do.
+	if _, err := a.DialContext(ctx(t), "tcp", net.JoinHostPort("10.42.0.1", itoa(deadPort))); err == nil || !strings.Contains(err.Error(), "refused") ||
+		!strings.Contains(err.Error(), "connect tcp 10.42.0.2:") || !strings.Contains(err.Error(), "->10.42.0.1:"+itoa(deadPort)) {
 		t.Fatalf("dial to a closed port: %v", err)
 	}
 
