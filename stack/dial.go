@@ -178,6 +178,21 @@ func (st *Stack) dialTCP(ctx context.Context, full tcpip.FullAddress, proto tcpi
 		ep.Close()
 		return nil, err
 	}
+	// The local port is ours to pick (ports.go says why), bound with the
+	// source address the route gives: gVisor releases a bound port under
+	// the connection's local address, so a port bound to the wildcard
+	// address would never be released.
+	r, terr := st.s.FindRoute(0, tcpip.Address{}, full.Addr, proto, false)
+	if terr != nil {
+		ep.Close()
+		addr := &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(full.Port)}
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: addr, Err: errors.New(terr.String())}
+	}
+	local := r.LocalAddress()
+	r.Release()
+	// With every port taken (by connections in TIME-WAIT, say), gVisor's
+	// own pick, which may reuse a port in TIME-WAIT, is the fallback.
+	st.ports.pick(full, func(port uint16) bool { return ep.Bind(tcpip.FullAddress{Addr: local, Port: port}) == nil })
 	terr = ep.Connect(full)
 	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
 		select {

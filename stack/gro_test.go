@@ -396,3 +396,22 @@ func FuzzGRO(f *testing.F) {
 		}
 	})
 }
+
+// isSYN reports whether f is a TCP connection request (SYN without ACK)
+// over IPv4 or IPv6 without extension headers.
+func isSYN(f []byte, ethernet bool) bool {
+	if ethernet {
+		if len(f) < header.EthernetMinimumSize {
+			return false
+		}
+		f = f[header.EthernetMinimumSize:]
+	}
+	var t []byte
+	switch {
+	case len(f) >= header.IPv4MinimumSize && header.IPVersion(f) == 4 && header.IPv4(f).Protocol() == uint8(header.TCPProtocolNumber):
+		t = f[header.IPv4(f).HeaderLength():]
+	case len(f) >= header.IPv6MinimumSize && header.IPVersion(f) == 6 && header.IPv6(f).NextHeader() == uint8(header.TCPProtocolNumber):
+		t = f[header.IPv6MinimumSize:]
+	}
+	return len(t) >= header.TCPMinimumSize && header.TCP(t).Flags() == header.TCPFlagSyn
+}

@@ -22,13 +22,15 @@ const nicID tcpip.NICID = 1
 // Stack is one endpoint's inner network: a gVisor netstack with one NIC
 // whose link is the tunnel.
 type Stack struct {
-	cfg  Config
-	s    *gvstack.Stack
-	ep   *linkEndpoint
-	log  *slog.Logger
-	dns  *resolver
-	egr  *egress
-	once sync.Once
+	cfg Config
+	s   *gvstack.Stack
+	ep  *linkEndpoint
+	log *slog.Logger
+	dns *resolver
+	egr *egress
+	// ports picks the local ports of the stack's own TCP connections.
+	ports *portPicker
+	once  sync.Once
 }
 
 // New builds a stack that sends its frames into link. Frames from the
@@ -59,7 +61,7 @@ func New(link Link, cfg Config) (*Stack, error) {
 		// incoming packet as a spoofed local source.
 		HandleLocal: !cfg.Egress,
 	})
-	st := &Stack{cfg: cfg, s: s, log: cfg.Logger}
+	st := &Stack{cfg: cfg, s: s, log: cfg.Logger, ports: newPortPicker(s.PortRange())}
 	if err := applyTCPSettings(s); err != nil {
 		s.Close()
 		return nil, err

@@ -33,6 +33,8 @@ type pipeLink struct {
 	ethernet         bool
 	mtu              int
 	oversize, badTCP atomic.Int64
+	// syns counts connection requests sent, retransmissions included.
+	syns atomic.Int64
 }
 
 func (l *pipeLink) SendFrames(frames [][]byte) (int, error) {
@@ -46,6 +48,9 @@ func (l *pipeLink) SendFrames(frames [][]byte) (int, error) {
 		}
 		if isTCP, ok := tcpFrameOK(f, l.ethernet); isTCP && !ok {
 			l.badTCP.Add(1)
+		}
+		if isSYN(f, l.ethernet) {
+			l.syns.Add(1)
 		}
 		select {
 		case l.ch <- bytes.Clone(f):
