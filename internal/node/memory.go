@@ -25,13 +25,19 @@ const releaseInterval = 2 * time.Second
 // connections' memory stays counted as heap objects until the runtime's
 // two-minute forced collection. So when no collection ran during a whole
 // interval and the heap holds much more than was live at the last one,
-// collect and release as well.
+// collect and release as well. The same goes for goroutine stacks: those
+// of goroutines that ended (a burst's connections, idle workers) stay
+// reserved for stacks until a collection frees them, so when no collection
+// ran and stacks hold much more than the goroutines left could use at 32
+// KiB each, collect and release.
 func (n *Node) releaseMemory() {
 	sample := []metrics.Sample{
 		{Name: "/memory/classes/heap/free:bytes"},
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/gc/heap/live:bytes"},
 		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/memory/classes/heap/stacks:bytes"},
+		{Name: "/sched/goroutines:goroutines"},
 	}
 	value := func(i int) uint64 {
 		if sample[i].Value.Kind() != metrics.KindUint64 {
@@ -49,7 +55,9 @@ func (n *Node) releaseMemory() {
 		case <-t.C:
 			metrics.Read(sample)
 			free, objects, live, cycles := value(0), value(1), value(2), value(3)
-			idleGarbage := cycles == lastCycles && objects > live+releaseThreshold
+			stacks, goroutines := value(4), value(5)
+			idle := cycles == lastCycles
+			idleGarbage := idle && (objects > live+releaseThreshold || stacks > goroutines*32<<10+releaseThreshold)
 			if free > releaseThreshold || idleGarbage {
 				debug.FreeOSMemory()
 				metrics.Read(sample)
