@@ -185,8 +185,7 @@ func (st *Stack) dialTCP(ctx context.Context, full tcpip.FullAddress, proto tcpi
 	r, terr := st.s.FindRoute(0, tcpip.Address{}, full.Addr, proto, false)
 	if terr != nil {
 		ep.Close()
-		addr := &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(full.Port)}
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: addr, Err: errors.New(terr.String())}
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: tcpAddr(full), Err: errors.New(terr.String())}
 	}
 	local := r.LocalAddress()
 	r.Release()
@@ -208,13 +207,17 @@ func (st *Stack) dialTCP(ctx context.Context, full tcpip.FullAddress, proto tcpi
 		// tells one failed attempt from another in a capture.
 		var src net.Addr
 		if la, err := ep.GetLocalAddress(); err == nil && la.Port != 0 {
-			src = &net.TCPAddr{IP: net.IP(la.Addr.AsSlice()), Port: int(la.Port)}
+			src = tcpAddr(la)
 		}
 		ep.Close()
-		addr := &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(full.Port)}
-		return nil, &net.OpError{Op: "connect", Net: "tcp", Source: src, Addr: addr, Err: errors.New(terr.String())}
+		return nil, &net.OpError{Op: "connect", Net: "tcp", Source: src, Addr: tcpAddr(full), Err: errors.New(terr.String())}
 	}
 	return newTCPConn(&wq, ep), nil
+}
+
+// tcpAddr is a as the net package gives a TCP address.
+func tcpAddr(a tcpip.FullAddress) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IP(a.Addr.AsSlice()), Port: int(a.Port)}
 }
 
 // Listen listens for TCP connections inside the tunnel on address

@@ -85,7 +85,7 @@ func (st *Stack) listenTCP(full tcpip.FullAddress, proto tcpip.NetworkProtocolNu
 	if terr != nil {
 		return nil, &net.OpError{Op: "listen", Net: "tcp", Err: errors.New(terr.String())}
 	}
-	addr := &net.TCPAddr{IP: net.IP(full.Addr.AsSlice()), Port: int(full.Port)}
+	addr := tcpAddr(full)
 	if terr := ep.Bind(full); terr != nil {
 		ep.Close()
 		return nil, &net.OpError{Op: "bind", Net: "tcp", Addr: addr, Err: errors.New(terr.String())}
