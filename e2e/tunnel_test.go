@@ -245,8 +245,8 @@ func TestTransferSurvivesFaults(t *testing.T) {
 	if fs.TCPRetransmits == 0 {
 		t.Fatal("16 MiB through 1% loss and no retransmission counted")
 	}
-	if fs.TCPChecksumErrors != 0 || ns.TCPChecksumErrors != 0 {
-		t.Fatalf("TCP checksum errors: far %d, near %d", fs.TCPChecksumErrors, ns.TCPChecksumErrors)
+	if fs.TCPChecksumErrors != 0 || ns.TCPChecksumErrors != 0 || fs.IPMalformed+fs.TCPInvalid != 0 || ns.IPMalformed+ns.TCPInvalid != 0 {
+		t.Fatalf("damaged packets: far %+v, near %+v", fs, ns)
 	}
 }
 

@@ -169,13 +169,18 @@ type Stats struct {
 	// own TCP counters: segments sent again, retransmission timeouts, and
 	// received segments dropped for a bad checksum.
 	TCPRetransmits, TCPTimeouts, TCPChecksumErrors uint64
+	// IPMalformed and TCPInvalid count received packets the netstack
+	// dropped as malformed: IP headers, and TCP segments it could not
+	// parse.
+	IPMalformed, TCPInvalid uint64
 }
 
 // Stats returns the stack's counters.
 func (st *Stack) Stats() Stats {
 	tcp := st.s.Stats().TCP
 	s := Stats{FramesForOthers: st.ep.rxOther.Load(), BadFrames: st.ep.rxBad.Load(), SegmentsMerged: st.ep.merged.Load(),
-		TCPRetransmits: tcp.Retransmits.Value(), TCPTimeouts: tcp.Timeouts.Value(), TCPChecksumErrors: tcp.ChecksumErrors.Value()}
+		TCPRetransmits: tcp.Retransmits.Value(), TCPTimeouts: tcp.Timeouts.Value(), TCPChecksumErrors: tcp.ChecksumErrors.Value(),
+		IPMalformed: st.s.Stats().IP.MalformedPacketsReceived.Value(), TCPInvalid: tcp.InvalidSegmentsReceived.Value()}
 	if st.egr != nil {
 		s.TCPFlows, s.UDPFlows = st.egr.tcpFlows.Load(), st.egr.udpFlows.Load()
 		s.FlowsRefused = st.egr.refused.Load()
