@@ -19,6 +19,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// burst runs n tasks at once, each on its own worker, and returns when
+// all have ended.
+func burst(n int) {
+	var wg sync.WaitGroup
+	release := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		Go(func() { defer wg.Done(); <-release })
+	}
+	close(release)
+	wg.Wait()
+}
+
 // TestReuse: a finished task's goroutine waits, idle, and runs the next
 // task; no goroutine is started for it.
 func TestReuse(t *testing.T) {
@@ -42,14 +55,7 @@ func TestReuse(t *testing.T) {
 // workers wait; the rest have exited.
 func TestBounded(t *testing.T) {
 	base := runtime.NumGoroutine() - Idle()
-	var wg sync.WaitGroup
-	release := make(chan struct{})
-	for range 200 {
-		wg.Add(1)
-		Go(func() { defer wg.Done(); <-release })
-	}
-	close(release)
-	wg.Wait()
+	burst(200)
 	waitFor(t, "the surplus exits", func() bool {
 		return Idle() == maxIdle && runtime.NumGoroutine() <= base+maxIdle
 	})
@@ -68,14 +74,7 @@ func TestIdleExit(t *testing.T) {
 		return old
 	}
 	defer setIdleFor(setIdleFor(50 * time.Millisecond))
-	var wg sync.WaitGroup
-	release := make(chan struct{})
-	for range 8 {
-		wg.Add(1)
-		Go(func() { defer wg.Done(); <-release })
-	}
-	close(release)
-	wg.Wait()
+	burst(8)
 	waitFor(t, "idle workers exit", func() bool { return Idle() == 0 })
 	// And the pool works on afterwards.
 	done := make(chan struct{})
