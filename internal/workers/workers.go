@@ -19,10 +19,10 @@ import (
 )
 
 // maxIdle bounds the workers waiting for work, and a burst's surplus
-// exits at once. A worker keeps the deepest stack any of its tasks grew
-// (some paths through gVisor reach hundreds of kilobytes), and the runtime
-// shrinks an idle stack only by half per garbage collection, which stop
-// when the load does: 64 idle workers held 30 MB after a churn ended.
+// exits at once. A worker keeps the deepest stack any of its tasks grew,
+// and the runtime shrinks an idle stack only at a garbage collection,
+// which stops when the load does: with 64 workers kept for 10 s, 200,000
+// connections left the SOCKS5 end about 30 MB larger than with none kept.
 const maxIdle = 32
 
 // worker is a goroutine waiting for its next task.
