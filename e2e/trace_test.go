@@ -109,8 +109,11 @@ func (r traceRec) String() string {
 func (tr *tcpTrace) explainResets(limit int) string {
 	rsts := tr.records(func(r traceRec) bool { return r.flags&tcpRST != 0 && r.flags&tcpACK != 0 })
 	rsts = append(rsts, tr.records(func(r traceRec) bool { return r.flags&tcpRST != 0 && r.flags&tcpACK == 0 })...)
+	tr.mu.Lock()
+	kept := min(tr.n, len(tr.recs))
+	tr.mu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d resets among %d control segments kept", len(rsts), min(tr.n, len(tr.recs)))
+	fmt.Fprintf(&b, "%d resets among %d control segments kept", len(rsts), kept)
 	seen := map[[2]uint16]bool{}
 	for _, rst := range rsts {
 		ports := [2]uint16{min(rst.src.Port(), rst.dst.Port()), max(rst.src.Port(), rst.dst.Port())}
