@@ -219,6 +219,69 @@ func udpRoundTrip(t *testing.T, c net.Conn, msg string) {
 	})
 }
 
+// TestSOCKSHoldsManyConnections: every connection through a SOCKS5
+// front-end leaves the far end from the near end's one inner address, so
+// the far end's per-peer flow limit caps the whole front-end. With the
+// defaults it must not be what stops it: 1,100 held connections and 64
+// more opened at once all get through, and the far end refuses none.
+func TestSOCKSHoldsManyConnections(t *testing.T) {
+	p := loopbackPair(t, pairOptions{})
+	echo := testpeer.TCP(t, "tcp4", "127.0.0.1:0", func(c net.Conn) { io.Copy(c, c) })
+	target := net.JoinHostPort("10.42.0.1", strconv.Itoa(echo.Addr().(*net.TCPAddr).Port))
+	d := p.socksDialer(t)
+	open := func() (net.Conn, error) {
+		c, err := d.DialContext(withTimeout(t, 10*time.Second), "tcp", target)
+		if err != nil {
+			return nil, err
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		b := []byte{42}
+		if _, err := c.Write(b); err == nil {
+			_, err = io.ReadFull(c, b)
+		}
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 1100; i++ {
+		c, err := open()
+		if err != nil {
+			t.Fatalf("held connection %d: %v (far end refused %d flows)", i, err, p.far.Stack.Stats().FlowsRefused)
+		}
+		held = append(held, c)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := open()
+			if err != nil {
+				errs <- err
+				return
+			}
+			c.Close()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("with %d held: %v", len(held), err)
+	}
+	if r := p.far.Stack.Stats().FlowsRefused; r != 0 {
+		t.Fatalf("the far end refused %d flows", r)
+	}
+}
+
 // TestTransferSurvivesFaults: 1% loss and reordering on the internet, and
 // the client's carrier NAT rebinding in the middle of a transfer.
 func TestTransferSurvivesFaults(t *testing.T) {

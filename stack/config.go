@@ -74,7 +74,9 @@ type Config struct {
 	// MaxUDPFlows bounds egress UDP flows (default 4096).
 	MaxUDPFlows int
 	// MaxFlowsPerPeer bounds the egress flows, TCP and UDP, from one inner
-	// source address (default 1024), so one peer cannot take them all.
+	// source address (default 4096), so one peer cannot take them all. A
+	// SOCKS5 front-end sends every connection from its one inner address,
+	// so the default is as large as a front-end's own limit.
 	MaxFlowsPerPeer int
 	// UDPIdle ends an egress UDP flow idle that long (default 60 s).
 	UDPIdle time.Duration
@@ -104,7 +106,7 @@ func (c *Config) defaults() error {
 		c.MaxUDPFlows = 4096
 	}
 	if c.MaxFlowsPerPeer <= 0 {
-		c.MaxFlowsPerPeer = 1024
+		c.MaxFlowsPerPeer = 4096
 	}
 	if c.UDPIdle <= 0 {
 		c.UDPIdle = 60 * time.Second

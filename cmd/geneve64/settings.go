@@ -61,7 +61,7 @@ type Settings struct {
 
 func defaultSettings() Settings {
 	return Settings{Payload: "ethernet", PathMTU: 1500, Keepalive: nat64.DefaultKeepalive,
-		MaxConns: 4096, MaxHandshk: 512, MaxUDPFlows: 4096, MaxPerPeer: 1024, UDPIdle: 2 * time.Minute,
+		MaxConns: 4096, MaxHandshk: 512, MaxUDPFlows: 4096, MaxPerPeer: 4096, UDPIdle: 2 * time.Minute,
 		MaxPeers: nat64.DefaultMaxPeers, PeerTimeout: nat64.DefaultPeerTimeout, LogLevel: "info", LogFormat: "text"}
 }
 
