@@ -298,8 +298,9 @@ func TestCLIBench(t *testing.T) {
 	}
 	var doc struct {
 		Results []struct {
-			Name  string
-			Value float64
+			Name    string
+			Value   float64
+			Comment string
 		}
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
@@ -308,6 +309,10 @@ func TestCLIBench(t *testing.T) {
 	names := map[string]float64{}
 	for _, r := range doc.Results {
 		names[r.Name] = r.Value
+		// A rate counts only the connections that worked; none may fail.
+		if strings.Contains(r.Comment, "failed") && !strings.HasSuffix(r.Comment, " 0 failed") {
+			t.Errorf("bench: %s: %s", r.Name, r.Comment)
+		}
 	}
 	for _, want := range []string{"kernel loopback TCP, 1 stream", "SOCKS5 1-byte ping-pong p50",
 		"SOCKS5, 1 stream(s) up, inner MTU 1394 (1500-byte outer path)", "forward, 1 stream down, inner MTU 9000",

@@ -274,16 +274,16 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 	time.Sleep(200 * time.Millisecond)
 	add(benchResult{Name: fmt.Sprintf("RSS near end, +%d idle connections", len(held)), Value: float64(rssKB(bp.near.Process.Pid)-nearIdle) / 1024, Unit: "MB"})
 	add(benchResult{Name: fmt.Sprintf("RSS far end, +%d idle connections", len(held)), Value: float64(rssKB(bp.far.Process.Pid)-farIdle) / 1024, Unit: "MB"})
-	rate, _ := connRate(dial, o.duration, 0)
-	add(benchResult{Name: fmt.Sprintf("SOCKS5 connections with %d others open", len(held)), Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
+	rate, failed := connRate(dial, o.duration, 0)
+	add(benchResult{Name: fmt.Sprintf("SOCKS5 connections with %d others open", len(held)), Value: rate, Unit: "conn/s", Comment: rateComment(failed)})
 	for _, c := range held {
 		c.Close()
 	}
 	time.Sleep(1500 * time.Millisecond) // their TIME-WAIT ends
 	// The baseline: the same clients straight to the sink over kernel
 	// loopback TCP, with this process doing the work of both ends.
-	kernelRate, _ := connRate(snk.dial, o.duration, 0)
-	add(benchResult{Name: "kernel loopback TCP connections (connect, first byte, close)", Value: kernelRate, Unit: "conn/s", Comment: fmt.Sprintf("%d clients", connWorkers)})
+	kernelRate, failed := connRate(snk.dial, o.duration, 0)
+	add(benchResult{Name: "kernel loopback TCP connections (connect, first byte, close)", Value: kernelRate, Unit: "conn/s", Comment: rateComment(failed)})
 	time.Sleep(1500 * time.Millisecond)
 	// What each process spends per connection says where the rate goes:
 	// both endpoints and this process (the clients and the sink) share two
@@ -297,9 +297,9 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 		cpu0[i] = cpuTime(p.pid)
 	}
 	begin := time.Now()
-	rate, _ = connRate(dial, o.duration, 0)
+	rate, failed = connRate(dial, o.duration, 0)
 	conns := rate * time.Since(begin).Seconds()
-	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", OfPct: 100 * rate / kernelRate, Comment: fmt.Sprintf("%d clients", connWorkers)})
+	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", OfPct: 100 * rate / kernelRate, Comment: rateComment(failed)})
 	for i, p := range procs {
 		if used := cpuTime(p.pid) - cpu0[i]; cpu0[i] >= 0 && conns > 0 {
 			add(benchResult{Name: "CPU per connection, " + p.name, Value: us(used) / conns, Unit: "µs"})
@@ -458,6 +458,13 @@ func connRate(dial func(context.Context) (net.Conn, error), d time.Duration, tot
 	}
 	wg.Wait()
 	return float64(done.Load()) / time.Since(begin).Seconds(), int(failed.Load())
+}
+
+// rateComment says how a rate was measured and how many connections
+// failed meanwhile: a rate counts only the ones that worked, so failures
+// must show beside it.
+func rateComment(failed int) string {
+	return fmt.Sprintf("%d clients, %d failed", connWorkers, failed)
 }
 
 // holdConns opens n idle connections through the tunnel.
