@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -133,8 +134,8 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 	}
 
 	// The baseline: kernel TCP over loopback, same sink, same load.
-	kernel1 := bulk(snk.dial, 1, sinkUpload, o.duration, snk)
-	add(benchResult{Name: "kernel loopback TCP, 1 stream", Value: kernel1, Unit: "Gbit/s"})
+	kernel1, note := bulk(snk.dial, 1, sinkUpload, o.duration, snk)
+	add(benchResult{Name: "kernel loopback TCP, 1 stream", Value: kernel1, Unit: "Gbit/s", Comment: note})
 	restore, pinned := pinAll()
 	kp50, kp99 := pingPong(snk.dial, o.duration)
 	restore()
@@ -201,15 +202,15 @@ func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float
 		}
 		for _, n := range streams {
 			for _, dir := range []byte{sinkUpload, sinkDownload} {
-				g := bulk(socksDial, n, dir, o.duration, snk)
-				add(benchResult{Name: fmt.Sprintf("SOCKS5, %d stream(s) %s, %s", n, dirName(dir), mtu.name), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
+				g, note := bulk(socksDial, n, dir, o.duration, snk)
+				add(benchResult{Name: fmt.Sprintf("SOCKS5, %d stream(s) %s, %s", n, dirName(dir), mtu.name), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
 			}
 		}
 		if o.want("bulk") {
-			g := bulk(fwdDial, 1, sinkUpload, o.duration, snk)
-			add(benchResult{Name: "forward, 1 stream up, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
-			g = bulk(fwdDial, 1, sinkDownload, o.duration, snk)
-			add(benchResult{Name: "forward, 1 stream down, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
+			g, note := bulk(fwdDial, 1, sinkUpload, o.duration, snk)
+			add(benchResult{Name: "forward, 1 stream up, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
+			g, note = bulk(fwdDial, 1, sinkDownload, o.duration, snk)
+			add(benchResult{Name: "forward, 1 stream down, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
 		}
 		if mtu.mtu == 0 && o.want("latency") {
 			restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
@@ -239,8 +240,8 @@ func keyFigures(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) 
 	defer bp.stop()
 	socksDial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
 	for _, dir := range []byte{sinkUpload, sinkDownload} {
-		g := bulk(socksDial, 1, dir, o.duration, snk)
-		add(benchResult{Name: fmt.Sprintf("with --key: SOCKS5, 1 stream %s, inner MTU 1370", dirName(dir)), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1})
+		g, note := bulk(socksDial, 1, dir, o.duration, snk)
+		add(benchResult{Name: fmt.Sprintf("with --key: SOCKS5, 1 stream %s, inner MTU 1370", dirName(dir)), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
 	}
 	restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
 	p50, _ := pingPong(socksDial, o.duration)
@@ -319,17 +320,26 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 	}
 }
 
-// bulk runs n streams in direction dir for d and returns Gbit/s.
-func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.Duration, snk *sink) float64 {
+// bulk runs n streams in direction dir for d and returns Gbit/s, with a
+// note naming the streams that could not be opened or broke off early
+// (empty when none did): fewer streams would move fewer bytes unseen.
+func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.Duration, snk *sink) (float64, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+10*time.Second)
 	defer cancel()
-	var down atomic.Int64
+	var down, failed atomic.Int64
+	var firstErr atomic.Value
+	broke := func(err error) {
+		if failed.Add(1) == 1 {
+			firstErr.Store(err)
+		}
+	}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	conns := make([]net.Conn, 0, n)
 	for i := 0; i < n; i++ {
 		c, err := dial(ctx)
 		if err != nil {
+			broke(err)
 			continue
 		}
 		c.Write([]byte{dir})
@@ -355,6 +365,9 @@ func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.
 					down.Add(int64(k))
 				}
 				if err != nil {
+					if !errors.Is(err, os.ErrDeadlineExceeded) {
+						broke(err)
+					}
 					return
 				}
 			}
@@ -370,7 +383,11 @@ func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.
 	if dir == sinkUpload {
 		bytes = snk.received.Load() - before
 	}
-	return float64(bytes) * 8 / elapsed.Seconds() / 1e9
+	var note string
+	if f := failed.Load(); f > 0 {
+		note = fmt.Sprintf("%d of %d streams failed: %v", f, n, firstErr.Load())
+	}
+	return float64(bytes) * 8 / elapsed.Seconds() / 1e9, note
 }
 
 // pingPong measures 1-byte round trips over one connection for d, after
