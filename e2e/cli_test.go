@@ -309,7 +309,7 @@ func TestCLIBench(t *testing.T) {
 	names := map[string]float64{}
 	for _, r := range doc.Results {
 		names[r.Name] = r.Value
-		// A rate counts only the connections that worked; none may fail.
+		// A figure counts only the connections that worked; none may fail.
 		if strings.Contains(r.Comment, "failed") && !strings.HasSuffix(r.Comment, " 0 failed") {
 			t.Errorf("bench: %s: %s", r.Name, r.Comment)
 		}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -236,12 +237,13 @@ func TestSOCKSHoldsManyConnections(t *testing.T) {
 		}
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		b := []byte{42}
-		if _, err := c.Write(b); err == nil {
+		_, err = c.Write(b)
+		if err == nil {
 			_, err = io.ReadFull(c, b)
 		}
-		if err != nil {
+		if err != nil || b[0] != 42 {
 			c.Close()
-			return nil, err
+			return nil, fmt.Errorf("echo: %q, %v", b, err)
 		}
 		return c, nil
 	}
