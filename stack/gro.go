@@ -179,39 +179,41 @@ func continues(h, n *segment, runLen int) bool {
 		string(a[t+20:h.payload]) == string(b[t+20:n.payload])
 }
 
-// mergeInto writes the run segs (len ≥ 2) as one frame into dst, which
-// must hold mergedLen(segs) bytes, and returns it: the first frame's
-// headers with lengths, PSH and checksums fixed, then every payload.
-func mergeInto(dst []byte, segs []segment) []byte {
+// mergeInto writes the run segs (len ≥ 2) as one segment: the first
+// frame's headers, with lengths, PSH and checksums fixed, into hdr
+// (segs[0].payload bytes), and every payload after the other into pay
+// (the run's payload bytes). hdr and pay may be the two halves of one
+// buffer, which then holds the merged frame.
+func mergeInto(hdr, pay []byte, segs []segment) {
 	h := &segs[0]
-	n := copy(dst, h.frame)
-	payLen := h.payloadLen()
+	copy(hdr, h.frame[:h.payload])
+	n := 0
 	paySum := h.paySum
 	psh := h.psh
-	for i := 1; i < len(segs); i++ {
+	for i := range segs {
 		s := &segs[i]
-		sum := s.paySum
-		if payLen%2 == 1 {
-			sum = bits.ReverseBytes16(sum) // starts at an odd offset
+		if i > 0 {
+			sum := s.paySum
+			if n%2 == 1 {
+				sum = bits.ReverseBytes16(sum) // starts at an odd offset
+			}
+			paySum = checksum.Combine(paySum, sum)
+			psh = psh || s.psh
 		}
-		paySum = checksum.Combine(paySum, sum)
-		n += copy(dst[n:], s.frame[s.payload:])
-		payLen += s.payloadLen()
-		psh = psh || s.psh
+		n += copy(pay[n:], s.frame[s.payload:])
 	}
-	out := dst[:n]
-	ip := out[h.ip:]
-	tcpLen := len(out) - h.tcp
+	ip := hdr[h.ip:]
+	tcpLen := len(hdr) - h.tcp + n
 	var pseudo uint16
 	if h.v6 {
 		header.IPv6(ip).SetPayloadLength(uint16(tcpLen))
 		pseudo = checksum.Checksum(ip[8:40], uint16(header.TCPProtocolNumber))
 	} else {
-		header.IPv4(ip).SetTotalLength(uint16(len(ip)))
+		header.IPv4(ip).SetTotalLength(uint16(len(ip) + n))
 		setIPv4Checksum(ip)
 		pseudo = checksum.Checksum(ip[12:20], uint16(header.TCPProtocolNumber))
 	}
-	t := header.TCP(out[h.tcp:h.payload])
+	t := header.TCP(hdr[h.tcp:])
 	if psh {
 		t.SetFlags(uint8(t.Flags() | header.TCPFlagPsh))
 	}
@@ -219,14 +221,4 @@ func mergeInto(dst []byte, segs []segment) []byte {
 	sum := checksum.Combine(pseudo, uint16(tcpLen))
 	sum = checksum.Combine(sum, checksum.Checksum(t, 0))
 	t.SetChecksum(^checksum.Combine(sum, paySum))
-	return out
-}
-
-// mergedLen is the length of the frame mergeInto builds from segs.
-func mergedLen(segs []segment) int {
-	n := len(segs[0].frame)
-	for i := 1; i < len(segs); i++ {
-		n += segs[i].payloadLen()
-	}
-	return n
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -176,7 +177,7 @@ func TestGROMerge(t *testing.T) {
 					t.Fatalf("eth %v v6 %v: segment %d does not continue the run", ethernet, v6, i)
 				}
 			}
-			out := mergeInto(make([]byte, mergedLen(segs)), segs)
+			out := mergedFrame(segs)
 			tcp, payload := checkFrame(t, out, ethernet)
 			if !bytes.Equal(payload, want) {
 				t.Fatalf("eth %v v6 %v: merged payload differs", ethernet, v6)
@@ -278,7 +279,7 @@ func TestGROKeepsDamage(t *testing.T) {
 		}
 		frames[1][damage.at(frames[1])] ^= 0x10
 		segs := parseAll(t, frames, false)
-		out := mergeInto(make([]byte, mergedLen(segs)), segs)
+		out := mergedFrame(segs)
 		if isTCP, ok := tcpFrameOK(out, false); !isTCP || ok {
 			t.Fatalf("%s damaged: the merged segment's checksum passes", damage.name)
 		}
@@ -350,12 +351,12 @@ func TestGROAllocs(t *testing.T) {
 		frames = append(frames, buildSegment(segSpec{seq: uint32(i * 1000), ack: 1, flags: header.TCPFlagAck, window: 9, payload: make([]byte, 1000)}))
 	}
 	segs := make([]segment, len(frames))
-	dst := make([]byte, 65535)
+	hdr, pay := make([]byte, 100), make([]byte, 65535)
 	allocs := testing.AllocsPerRun(100, func() {
 		for i, f := range frames {
 			parseSegment(f, false, &segs[i])
 		}
-		mergeInto(dst, segs)
+		mergeInto(hdr[:segs[0].payload], pay, segs)
 	})
 	if allocs != 0 {
 		t.Fatalf("%.1f allocations per merge", allocs)
@@ -373,6 +374,9 @@ func FuzzGRO(f *testing.F) {
 	f.Add(seg(0, 3, true), seg(3, 1, true), false)
 	f.Add([]byte{0x45}, []byte{}, true)
 	f.Fuzz(func(t *testing.T, a, b []byte, ethernet bool) {
+		if at := payloadOffset(a, ethernet); at < 0 || at >= max(len(a), 1) {
+			t.Fatalf("payload offset %d in %d bytes", at, len(a))
+		}
 		var sa, sb segment
 		okA, okB := parseSegment(a, ethernet, &sa), parseSegment(b, ethernet, &sb)
 		if !okA || !okB || !continues(&sa, &sb, sa.payloadLen()) {
@@ -381,7 +385,7 @@ func FuzzGRO(f *testing.F) {
 		_, validA := tcpFrameOK(a, ethernet)
 		_, validB := tcpFrameOK(b, ethernet)
 		segs := []segment{sa, sb}
-		out := mergeInto(make([]byte, mergedLen(segs)), segs)
+		out := mergedFrame(segs)
 		_, valid := tcpFrameOK(out, ethernet)
 		switch {
 		case validA && validB && !valid:
@@ -395,6 +399,62 @@ func FuzzGRO(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPayloadOffset: received frames are split where their TCP or UDP
+// payload starts (link.go's splitBuffer), and anything else, payloads
+// that are empty included, is left whole.
+func TestPayloadOffset(t *testing.T) {
+	for _, ethernet := range []bool{false, true} {
+		eth := 0
+		if ethernet {
+			eth = header.EthernetMinimumSize
+		}
+		for _, v6 := range []bool{false, true} {
+			ip := header.IPv4MinimumSize
+			if v6 {
+				ip = header.IPv6MinimumSize
+			}
+			data := buildSegment(segSpec{ethernet: ethernet, v6: v6, seq: 1, ack: 1, flags: header.TCPFlagAck, tsval: 5, payload: []byte("data")})
+			if got, want := payloadOffset(data, ethernet), eth+ip+header.TCPMinimumSize+12; got != want {
+				t.Errorf("eth %v v6 %v: TCP payload at %d, want %d", ethernet, v6, got, want)
+			}
+			ack := buildSegment(segSpec{ethernet: ethernet, v6: v6, seq: 1, ack: 1, flags: header.TCPFlagAck})
+			if got := payloadOffset(ack, ethernet); got != 0 {
+				t.Errorf("eth %v v6 %v: a bare ACK split at %d", ethernet, v6, got)
+			}
+			udp := slices.Clone(data)
+			if v6 {
+				udp[eth+6] = uint8(header.UDPProtocolNumber)
+			} else {
+				udp[eth+9] = uint8(header.UDPProtocolNumber)
+			}
+			if got, want := payloadOffset(udp, ethernet), eth+ip+header.UDPMinimumSize; got != want {
+				t.Errorf("eth %v v6 %v: UDP payload at %d, want %d", ethernet, v6, got, want)
+			}
+			icmp := slices.Clone(data)
+			if v6 {
+				icmp[eth+6] = uint8(header.ICMPv6ProtocolNumber)
+			} else {
+				icmp[eth+9] = uint8(header.ICMPv4ProtocolNumber)
+			}
+			if got := payloadOffset(icmp, ethernet); got != 0 {
+				t.Errorf("eth %v v6 %v: ICMP split at %d", ethernet, v6, got)
+			}
+		}
+	}
+}
+
+// mergedFrame merges the run segs into one contiguous frame: headers and
+// payload as the two halves of one buffer.
+func mergedFrame(segs []segment) []byte {
+	n := segs[0].payload
+	for i := range segs {
+		n += segs[i].payloadLen()
+	}
+	out := make([]byte, n)
+	mergeInto(out[:segs[0].payload], out[segs[0].payload:], segs)
+	return out
 }
 
 // isSYN reports whether f is a TCP connection request (SYN without ACK)

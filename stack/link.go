@@ -249,15 +249,22 @@ func (e *linkEndpoint) flushRun(d gvstack.NetworkDispatcher, g *groRun) {
 	case 0:
 		return
 	case 1:
-		e.deliver(d, g.segs[0].frame)
+		s := &g.segs[0]
+		if proto, pktType, ok := e.classify(s.frame); ok {
+			e.inject(d, splitBuffer(s.frame, s.payload), proto, pktType)
+		}
 	default:
-		v := buffer.NewViewSize(mergedLen(g.segs))
-		f := mergeInto(v.AsSlice(), g.segs)
-		if proto, pktType, ok := e.classify(f); ok {
-			e.inject(d, buffer.MakeWithView(v), proto, pktType)
+		hdr := buffer.NewViewSize(g.segs[0].payload)
+		pay := buffer.NewViewSize(g.payload)
+		mergeInto(hdr.AsSlice(), pay.AsSlice(), g.segs)
+		if proto, pktType, ok := e.classify(hdr.AsSlice()); ok {
+			buf := buffer.MakeWithView(hdr)
+			buf.Append(pay)
+			e.inject(d, buf, proto, pktType)
 			e.merged.Add(uint64(len(g.segs)))
 		} else {
-			v.Release()
+			hdr.Release()
+			pay.Release()
 		}
 	}
 	clear(g.segs)
@@ -267,8 +274,62 @@ func (e *linkEndpoint) flushRun(d gvstack.NetworkDispatcher, g *groRun) {
 // deliver hands one frame to the stack, copied, unless it is not ours.
 func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte) {
 	if proto, pktType, ok := e.classify(f); ok {
-		e.inject(d, buffer.MakeWithData(f), proto, pktType)
+		e.inject(d, splitBuffer(f, payloadOffset(f, e.ethernet)), proto, pktType)
 	}
+}
+
+// splitBuffer copies frame f into a packet buffer of two chunks: the
+// headers, f[:at], and the payload. gVisor's IP layer keeps a reference to
+// the network header while it reads the header again, and a read of a
+// chunk that is shared copies the whole chunk first: with the frame in one
+// chunk, every packet was copied twice (a merged segment's 64 KiB
+// included). Split, that second copy is of the headers alone. at ≤ 0
+// keeps the frame in one chunk.
+func splitBuffer(f []byte, at int) buffer.Buffer {
+	if at <= 0 || at >= len(f) {
+		return buffer.MakeWithData(f)
+	}
+	buf := buffer.MakeWithData(f[:at])
+	buf.Append(buffer.NewViewWithData(f[at:]))
+	return buf
+}
+
+// payloadOffset is where the TCP or UDP payload of frame f starts, or 0
+// when f is something else (or has no payload) and needs no split.
+func payloadOffset(f []byte, ethernet bool) int {
+	ip := 0
+	if ethernet {
+		ip = header.EthernetMinimumSize
+	}
+	if len(f) < ip+header.IPv4MinimumSize {
+		return 0
+	}
+	p := f[ip:]
+	var proto uint8
+	var l4 int
+	switch p[0] >> 4 {
+	case 4:
+		proto, l4 = header.IPv4(p).Protocol(), int(p[0]&0x0f)*4
+	case 6:
+		if len(p) < header.IPv6MinimumSize {
+			return 0
+		}
+		proto, l4 = header.IPv6(p).NextHeader(), header.IPv6MinimumSize
+	default:
+		return 0
+	}
+	switch {
+	case proto == uint8(header.TCPProtocolNumber) && len(p) >= l4+header.TCPMinimumSize:
+		l4 += int(header.TCP(p[l4:]).DataOffset())
+	case proto == uint8(header.UDPProtocolNumber):
+		l4 += header.UDPMinimumSize
+	default:
+		return 0
+	}
+	if l4 >= len(p) {
+		return 0
+	}
+	return ip + l4
 }
 
 // classify finds a frame's network protocol and packet type, and counts

@@ -82,7 +82,7 @@ func (l *pipeLink) run() {
 	}
 }
 
-func logger(t *testing.T) *slog.Logger {
+func logger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 	}
@@ -97,7 +97,7 @@ func pair(t *testing.T, payload Payload, ca, cb Config) (*Stack, *Stack) {
 }
 
 // pairLinks is pair, also returning the links a and b send on.
-func pairLinks(t *testing.T, payload Payload, ca, cb Config) (*Stack, *Stack, *pipeLink, *pipeLink) {
+func pairLinks(t testing.TB, payload Payload, ca, cb Config) (*Stack, *Stack, *pipeLink, *pipeLink) {
 	t.Helper()
 	la := &pipeLink{ch: make(chan []byte, 4096), ethernet: payload == Ethernet, mtu: 1400}
 	lb := &pipeLink{ch: make(chan []byte, 4096), ethernet: payload == Ethernet, mtu: 1400}
@@ -128,7 +128,7 @@ var (
 	addrB = []netip.Prefix{netip.MustParsePrefix("10.42.0.1/24"), netip.MustParsePrefix("fd42::1/64")}
 )
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return c
