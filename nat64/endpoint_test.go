@@ -343,3 +343,65 @@ func TestPathMovesRateLimited(t *testing.T) {
 	b.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
 	waitUntil(t, "the move after the interval", func() bool { return srv.Peers()[0].Path == b.LocalAddr() })
 }
+
+// TestReceiveBatchMemo: within one batch the receive path reuses the
+// previous packet's sender and switch answers only while they still hold.
+// Two clients' frames interleave; each must be learned behind its own
+// client, switched to the other, and a new source address behind the same
+// client learned too.
+func TestReceiveBatchMemo(t *testing.T) {
+	e, err := NewEndpoint(context.Background(), Config{Mode: Server, VNI: 42, Local: netip.AddrPortFrom(idA, 6081),
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Logger: testLogger(t),
+		Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[2001:db8:a::1]:6081"), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b, c := netip.MustParseAddr("fdd9:f2f4:ed01::b"), netip.MustParseAddr("fdd9:f2f4:ed01::c")
+	fromB, fromC := netip.MustParseAddrPort("[64:ff9b::c000:201]:1000"), netip.MustParseAddrPort("[64:ff9b::c000:202]:2000")
+	packet := func(id netip.Addr, frame []byte) []byte {
+		in := append(e.header(idA, false), frame...)
+		copy(in[12:28], id.AsSlice())
+		copy(in[28:44], idA.AsSlice())
+		return in
+	}
+	e.SendFrames([][]byte{ethFrame(1, 0x10, "local")}) // the stack's MAC, 0x10
+	type step struct {
+		id        netip.Addr
+		from      netip.AddrPort
+		dst, src  byte
+		local     bool   // delivered to the stack
+		forwarded string // the peer it was queued for, "" for none
+	}
+	steps := []step{
+		{b, fromB, 0x10, 0xb1, true, ""},   // B's MAC learned
+		{b, fromB, 0x10, 0xb1, true, ""},   // the same again, from the memo
+		{c, fromC, 0xb1, 0xc1, false, "b"}, // a new sender: C's MAC learned, switched to B
+		{b, fromB, 0xc1, 0xb1, false, "c"}, // back to B: switched to C
+		{b, fromB, 0xc1, 0xb2, false, "c"}, // a second MAC behind B
+		{c, fromC, 0xb2, 0xc1, false, "b"}, // ... learned behind B
+	}
+	rx := &rxState{deliver: make([][]byte, 0, 8), out: newSendBatch(8)}
+	rx.startBatch()
+	now := e.clock()
+	for i, s := range steps {
+		in := packet(s.id, ethFrame(s.dst, s.src, "x"))
+		before := rx.out.n
+		m := Message{Buf: in, N: len(in), Addr: s.from}
+		e.receive(&m, now, rx)
+		local := len(rx.deliver) > 0
+		rx.deliver = rx.deliver[:0]
+		forwarded := ""
+		if rx.out.n == before+1 {
+			forwarded = map[netip.Addr]string{b: "b", c: "c"}[rx.out.peers[before].id]
+		} else if rx.out.n != before {
+			forwarded = "flooded"
+		}
+		if local != s.local || forwarded != s.forwarded {
+			t.Fatalf("step %d: delivered %v, forwarded to %q; want %v, %q", i, local, forwarded, s.local, s.forwarded)
+		}
+	}
+	if d := e.Stats().TotalDrops(); d != 1 { // the stack's first frame, before any peer
+		t.Fatalf("%d drops", d)
+	}
+}

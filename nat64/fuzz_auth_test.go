@@ -35,6 +35,7 @@ func FuzzReceiveAuthenticated(f *testing.F) {
 		}
 		buf := append([]byte(nil), b...)
 		m := Message{Buf: buf, N: len(buf), Addr: from}
+		rx.startBatch()
 		e.receive(&m, e.clock(), rx)
 		if len(rx.deliver) != 0 || len(e.Peers()) != 0 {
 			t.Fatalf("a made-up packet was delivered or made a peer: %x", b)

@@ -11,7 +11,28 @@ import (
 type rxState struct {
 	deliver [][]byte   // frames for the inner link
 	out     *sendBatch // echo replies and frames switched between peers
+	last    rxMemo
 }
+
+// rxMemo remembers, for one batch, the sender of the previous packet and
+// what the switch did with its frame. A batch is mostly one flow's
+// packets: the next one like it skips the peer table, the path update
+// (done already for this batch's clock) and the switch's table, each a
+// lock and a map lookup that were half of a server's receive work.
+type rxMemo struct {
+	peer *peer // nil: nothing remembered
+	id   netip.Addr
+	from netip.AddrPort
+	// The switch's answers for the previous frame of this sender.
+	sw       bool // src, dst, dstPort and dstKnown are set
+	src, dst switchKey
+	dstPort  *peer
+	dstKnown bool
+}
+
+// startBatch forgets the previous batch: peers may have expired or moved
+// and the switch may have learned since.
+func (rx *rxState) startBatch() { rx.last = rxMemo{} }
 
 func (e *Endpoint) receiveLoop() {
 	defer e.wg.Done()
@@ -41,6 +62,7 @@ func (e *Endpoint) receiveLoop() {
 			continue
 		}
 		now := e.clock()
+		rx.startBatch()
 		for i := 0; i < k; i++ {
 			e.receive(&msgs[i], now, rx)
 		}
@@ -118,12 +140,15 @@ func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
 		e.stats.Drop(DropMalformed)
 		return
 	}
-	p := e.peerFor(id, m.Addr)
-	if p == nil {
-		e.stats.Drop(DropPeerLimit)
-		return
+	p := rx.last.peer
+	if p == nil || rx.last.id != id || rx.last.from != m.Addr {
+		if p = e.peerFor(id, m.Addr); p == nil {
+			e.stats.Drop(DropPeerLimit)
+			return
+		}
+		e.heard(p, m.Addr, now)
+		rx.last = rxMemo{peer: p, id: id, from: m.Addr}
 	}
-	e.heard(p, m.Addr, now)
 	if h.OAM {
 		e.stats.OAMIn.Add(1)
 		e.handleOAM(p, m.Addr, oam, now, rx)
@@ -131,7 +156,7 @@ func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
 	}
 	e.stats.FramesIn.Add(1)
 	e.stats.BytesIn.Add(uint64(len(payload)))
-	if e.single != nil || e.switchFrame(p, payload, rx.out) {
+	if e.single != nil || e.switchFrame(p, payload, rx.out, &rx.last) {
 		rx.deliver = append(rx.deliver, payload)
 	}
 }

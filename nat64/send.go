@@ -42,7 +42,7 @@ func (e *Endpoint) SendFrames(frames [][]byte) (int, error) {
 			e.enqueue(b, e.single, f, false)
 			continue
 		}
-		e.switchFrame(nil, f, b)
+		e.switchFrame(nil, f, b, nil)
 	}
 	return len(frames), e.flush(b)
 }

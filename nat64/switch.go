@@ -104,16 +104,29 @@ func (s *switchTable) forget(p *peer) {
 // the local stack (nil). It learns f's source behind ingress, queues f into
 // b for the peers its destination is behind (every peer but ingress for
 // group and unknown destinations), and reports whether the local stack
-// should have f too.
-func (e *Endpoint) switchFrame(ingress *peer, f []byte, b *sendBatch) (local bool) {
+// should have f too. With last (the receive path), the previous frame's
+// answers are reused for the same addresses and remembered for the next.
+func (e *Endpoint) switchFrame(ingress *peer, f []byte, b *sendBatch, last *rxMemo) (local bool) {
 	src, dst, group, ok := frameAddrs(e.cfg.Protocol, f)
 	if !ok {
 		e.stats.Drop(DropMalformed)
 		return false
 	}
-	e.sw.learn(src, ingress)
+	if last == nil || !last.sw || last.src != src {
+		e.sw.learn(src, ingress)
+	}
 	if !group {
-		if port, known := e.sw.lookup(dst); known {
+		var port *peer
+		var known bool
+		if last != nil && last.sw && last.dst == dst {
+			port, known = last.dstPort, last.dstKnown
+		} else {
+			port, known = e.sw.lookup(dst)
+		}
+		if last != nil {
+			last.sw, last.src, last.dst, last.dstPort, last.dstKnown = true, src, dst, port, known
+		}
+		if known {
 			switch {
 			case port == ingress: // back where it came from: not ours to send
 			case port == nil:
@@ -126,6 +139,8 @@ func (e *Endpoint) switchFrame(ingress *peer, f []byte, b *sendBatch) (local boo
 			}
 			return false
 		}
+	} else if last != nil {
+		last.sw, last.src, last.dst, last.dstPort, last.dstKnown = true, src, dst, nil, false
 	}
 	before := b.n
 	e.flood(b, f, ingress)
