@@ -18,9 +18,7 @@ func BenchmarkServerReceive(b *testing.B) {
 	}
 	defer e.Close()
 	frame := ethFrame(2, 1, string(make([]byte, 1400)))
-	in := append(e.header(idA, false), frame...)
-	copy(in[12:28], idB.AsSlice()) // the client's packet: {src B, dst A}
-	copy(in[28:44], idA.AsSlice())
+	in := peerPacket(e, idB, frame)
 	from := netip.MustParseAddrPort("[64:ff9b::c000:201]:40000")
 	const batch = 32
 	msgs := make([]Message, batch)

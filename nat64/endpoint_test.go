@@ -359,12 +359,6 @@ func TestReceiveBatchMemo(t *testing.T) {
 	defer e.Close()
 	b, c := netip.MustParseAddr("fdd9:f2f4:ed01::b"), netip.MustParseAddr("fdd9:f2f4:ed01::c")
 	fromB, fromC := netip.MustParseAddrPort("[64:ff9b::c000:201]:1000"), netip.MustParseAddrPort("[64:ff9b::c000:202]:2000")
-	packet := func(id netip.Addr, frame []byte) []byte {
-		in := append(e.header(idA, false), frame...)
-		copy(in[12:28], id.AsSlice())
-		copy(in[28:44], idA.AsSlice())
-		return in
-	}
 	e.SendFrames([][]byte{ethFrame(1, 0x10, "local")}) // the stack's MAC, 0x10
 	type step struct {
 		id        netip.Addr
@@ -385,7 +379,7 @@ func TestReceiveBatchMemo(t *testing.T) {
 	rx.startBatch()
 	now := e.clock()
 	for i, s := range steps {
-		in := packet(s.id, ethFrame(s.dst, s.src, "x"))
+		in := peerPacket(e, s.id, ethFrame(s.dst, s.src, "x"))
 		before := rx.out.n
 		m := Message{Buf: in, N: len(in), Addr: s.from}
 		e.receive(&m, now, rx)

@@ -192,6 +192,15 @@ func TestPlainGENEVEOverIPv4(t *testing.T) {
 
 // TestPacketPathAllocs: steady-state receive (check, deliver) and send
 // (encapsulate, write) allocate nothing.
+// peerPacket is the packet a peer with identity id sends e: frame behind
+// e's own header, with the option's endpoints turned round to {id, e}.
+func peerPacket(e *Endpoint, id netip.Addr, frame []byte) []byte {
+	in := append(e.header(e.cfg.Local.Addr(), false), frame...)
+	copy(in[12:28], id.AsSlice())
+	copy(in[28:44], e.cfg.Local.Addr().AsSlice())
+	return in
+}
+
 func TestPacketPathAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
@@ -204,9 +213,7 @@ func TestPacketPathAllocs(t *testing.T) {
 	}
 	defer e.Close()
 	frame := ethFrame(2, 1, string(make([]byte, 1400)))
-	in := append(e.header(idA, false), frame...)
-	copy(in[12:28], idB.AsSlice()) // the peer's packet: {src B, dst A}
-	copy(in[28:44], idA.AsSlice())
+	in := peerPacket(e, idB, frame)
 	from := netip.MustParseAddrPort("[64:ff9b::cb00:715a]:6081")
 	rx := &rxState{deliver: make([][]byte, 0, 8), out: newSendBatch(8)}
 	msg := Message{Buf: in, N: len(in), Addr: from}
