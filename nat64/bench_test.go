@@ -1,7 +1,6 @@
 package nat64
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 )
@@ -10,13 +9,7 @@ import (
 // one client's frames (a bulk upload): parsing, the option, the peer, its
 // path, and the learning switch. No system calls; b.N counts frames.
 func BenchmarkServerReceive(b *testing.B) {
-	e, err := NewEndpoint(context.Background(), Config{Mode: Server, VNI: 42, Local: netip.AddrPortFrom(idA, 6081),
-		Remote: netip.PrefixFrom(idB, 128), Logger: testLogger(b),
-		Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[2001:db8:a::1]:6081"), nil }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	e := discardEndpoint(b, Config{Mode: Server, VNI: 42, Local: netip.AddrPortFrom(idA, 6081), Remote: netip.PrefixFrom(idB, 128)})
 	frame := ethFrame(2, 1, string(make([]byte, 1400)))
 	in := peerPacket(e, idB, frame)
 	from := netip.MustParseAddrPort("[64:ff9b::c000:201]:40000")

@@ -350,13 +350,8 @@ func TestPathMovesRateLimited(t *testing.T) {
 // client, switched to the other, and a new source address behind the same
 // client learned too.
 func TestReceiveBatchMemo(t *testing.T) {
-	e, err := NewEndpoint(context.Background(), Config{Mode: Server, VNI: 42, Local: netip.AddrPortFrom(idA, 6081),
-		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Logger: testLogger(t),
-		Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[2001:db8:a::1]:6081"), nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := discardEndpoint(t, Config{Mode: Server, VNI: 42, Local: netip.AddrPortFrom(idA, 6081),
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64")})
 	b, c := netip.MustParseAddr("fdd9:f2f4:ed01::b"), netip.MustParseAddr("fdd9:f2f4:ed01::c")
 	fromB, fromC := netip.MustParseAddrPort("[64:ff9b::c000:201]:1000"), netip.MustParseAddrPort("[64:ff9b::c000:202]:2000")
 	e.SendFrames([][]byte{ethFrame(1, 0x10, "local")}) // the stack's MAC, 0x10

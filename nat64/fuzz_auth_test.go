@@ -1,7 +1,6 @@
 package nat64
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 
@@ -20,13 +19,8 @@ func FuzzReceiveAuthenticated(f *testing.F) {
 	f.Add(pkt)
 	f.Add(pkt[:50])
 	f.Add([]byte{0, 0, 0x65, 0x58, 0, 0, 7, 0})
-	e, err := NewEndpoint(context.Background(), Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0), Key: testKey,
-		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Logger: testLogger(f),
-		Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[2001:db8:a::1]:6081"), nil }})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer e.Close()
+	e := discardEndpoint(f, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0), Key: testKey,
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64")})
 	rx := &rxState{out: newSendBatch(8)}
 	from := netip.MustParseAddrPort("[64:ff9b::c000:201]:40000")
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -55,6 +55,21 @@ func (d *discardConn) Close() error                        { close(d.closed); re
 
 var errClosedForTest = errors.New("closed")
 
+// discardEndpoint is an endpoint on a discardConn that is never started:
+// tests and benchmarks drive its receive and send paths by hand. It is
+// closed when tb ends.
+func discardEndpoint(tb testing.TB, cfg Config) *Endpoint {
+	tb.Helper()
+	cfg.Logger = testLogger(tb)
+	cfg.Listen = func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[2001:db8:a::1]:6081"), nil }
+	e, err := NewEndpoint(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.Close() })
+	return e
+}
+
 func TestClientPathResolution(t *testing.T) {
 	entry := netip.MustParseAddr("203.0.113.90")
 	res := &fakeResolver{
@@ -205,13 +220,8 @@ func TestPacketPathAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
-	e, err := NewEndpoint(context.Background(), Config{Mode: Auto, VNI: 42, Local: netip.AddrPortFrom(idA, 0),
-		Path: Target{Addr: netip.MustParseAddr("64:ff9b::cb00:715a"), Port: 6081}, Remote: netip.PrefixFrom(idB, 128),
-		Logger: testLogger(t), Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[2001:db8:a::1]:6081"), nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := discardEndpoint(t, Config{Mode: Auto, VNI: 42, Local: netip.AddrPortFrom(idA, 0),
+		Path: Target{Addr: netip.MustParseAddr("64:ff9b::cb00:715a"), Port: 6081}, Remote: netip.PrefixFrom(idB, 128)})
 	frame := ethFrame(2, 1, string(make([]byte, 1400)))
 	in := peerPacket(e, idB, frame)
 	from := netip.MustParseAddrPort("[64:ff9b::cb00:715a]:6081")
