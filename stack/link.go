@@ -219,7 +219,7 @@ func (e *linkEndpoint) DeliverFrames(frames [][]byte) {
 		s := &g.next
 		if !parseSegment(f, e.ethernet, s) {
 			e.flushRun(d, g)
-			e.deliver(d, f)
+			e.deliver(d, f, payloadOffset(f, e.ethernet))
 			continue
 		}
 		if len(g.segs) > 0 && continues(&g.segs[0], s, g.payload) {
@@ -249,10 +249,7 @@ func (e *linkEndpoint) flushRun(d gvstack.NetworkDispatcher, g *groRun) {
 	case 0:
 		return
 	case 1:
-		s := &g.segs[0]
-		if proto, pktType, ok := e.classify(s.frame); ok {
-			e.inject(d, splitBuffer(s.frame, s.payload), proto, pktType)
-		}
+		e.deliver(d, g.segs[0].frame, g.segs[0].payload)
 	default:
 		hdr := buffer.NewViewSize(g.segs[0].payload)
 		pay := buffer.NewViewSize(g.payload)
@@ -271,10 +268,11 @@ func (e *linkEndpoint) flushRun(d gvstack.NetworkDispatcher, g *groRun) {
 	g.segs = g.segs[:0]
 }
 
-// deliver hands one frame to the stack, copied, unless it is not ours.
-func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte) {
+// deliver hands one frame to the stack, copied and split at its payload
+// offset at (see splitBuffer), unless it is not ours.
+func (e *linkEndpoint) deliver(d gvstack.NetworkDispatcher, f []byte, at int) {
 	if proto, pktType, ok := e.classify(f); ok {
-		e.inject(d, splitBuffer(f, payloadOffset(f, e.ethernet)), proto, pktType)
+		e.inject(d, splitBuffer(f, at), proto, pktType)
 	}
 }
 
