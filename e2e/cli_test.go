@@ -316,7 +316,8 @@ func TestCLIBench(t *testing.T) {
 	}
 	for _, want := range []string{"kernel loopback TCP, 1 stream", "SOCKS5 1-byte ping-pong p50",
 		"SOCKS5, 1 stream(s) up, inner MTU 1394 (1500-byte outer path)", "forward, 1 stream down, inner MTU 9000",
-		"SOCKS5 connections (CONNECT, first byte, close)", "RSS near end (SOCKS), idle", "bare tunnel frames (encap→UDP→decap, no netstack)"} {
+		"SOCKS5 connections (CONNECT, first byte, close)", "RSS near end (SOCKS), idle", "bare tunnel frames (encap→UDP→decap, no netstack)",
+		"plain relays, no tunnel: SOCKS5, 1 stream up", "plain relays, no tunnel: connections (CONNECT, first byte, close)"} {
 		if v, ok := names[want]; !ok || v <= 0 {
 			t.Errorf("bench reported %q = %v", want, v)
 		}

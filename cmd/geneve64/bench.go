@@ -142,6 +142,11 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 	add(benchResult{Name: "kernel loopback TCP ping-pong p50", Value: us(kp50), Unit: "µs", Comment: pinned})
 	add(benchResult{Name: "kernel loopback TCP ping-pong p99", Value: us(kp99), Unit: "µs", Comment: pinned})
 
+	if o.want("bulk") {
+		if err := relayBulk(snk, o, add, kernel1); err != nil {
+			return nil, err
+		}
+	}
 	if o.want("bulk") || o.want("latency") {
 		if err := bulkAndLatency(snk, o, add, kernel1); err != nil {
 			return nil, err
@@ -154,8 +159,11 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		memoryAndConnections(bp, snk, o, add)
+		err = memoryAndConnections(bp, snk, o, add)
 		bp.stop()
+		if err != nil {
+			return nil, err
+		}
 	}
 	if o.want("key") {
 		if err := keyFigures(snk, o, add, kernel1); err != nil {
@@ -188,7 +196,7 @@ func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float
 		if err != nil {
 			return err
 		}
-		socksDial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
+		socksDial := bp.dialSOCKS
 		fwdDial := func(ctx context.Context) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "tcp4", bp.forward)
@@ -238,7 +246,7 @@ func keyFigures(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) 
 		return err
 	}
 	defer bp.stop()
-	socksDial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
+	socksDial := bp.dialSOCKS
 	for _, dir := range []byte{sinkUpload, sinkDownload} {
 		g, note := bulk(socksDial, 1, dir, o.duration, snk)
 		add(benchResult{Name: fmt.Sprintf("with --key: SOCKS5, 1 stream %s, inner MTU 1370", dirName(dir)), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
@@ -260,9 +268,10 @@ func dirName(d byte) string {
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 // memoryAndConnections: idle memory, connection rate with 0 and with
-// 1,000 connections open, the memory those add, and the churn run.
-func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchResult)) {
-	dial := func(ctx context.Context) (net.Conn, error) { return bp.dialSOCKS(ctx, snk.port()) }
+// 1,000 connections open, the memory those add, the rate of the kernel and
+// of the plain relays beside the tunnel's, and the churn run.
+func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchResult)) error {
+	dial := bp.dialSOCKS
 	time.Sleep(200 * time.Millisecond)
 	nearIdle, farIdle := rssKB(bp.near.Process.Pid), rssKB(bp.far.Process.Pid)
 	add(benchResult{Name: "RSS near end (SOCKS), idle", Value: float64(nearIdle) / 1024, Unit: "MB"})
@@ -286,24 +295,22 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 	kernelRate, failed := connRate(snk.dial, o.duration, 0)
 	add(benchResult{Name: "kernel loopback TCP connections (connect, first byte, close)", Value: kernelRate, Unit: "conn/s", Comment: rateComment(failed)})
 	time.Sleep(1500 * time.Millisecond)
-	// What each process spends per connection says where the rate goes:
-	// both endpoints and this process (the clients and the sink) share two
-	// cores.
-	procs := []struct {
-		name string
-		pid  int
-	}{{"near end", bp.near.Process.Pid}, {"far end", bp.far.Process.Pid}, {"clients and sink (this process)", os.Getpid()}}
-	cpu0 := make([]time.Duration, len(procs))
-	for i, p := range procs {
-		cpu0[i] = cpuTime(p.pid)
+	// The second baseline: the same front-end and relays with no tunnel
+	// between them (see bench_relay.go).
+	rp, err := startRelayPair(snk.port())
+	if err != nil {
+		return err
 	}
-	begin := time.Now()
-	rate, failed = connRate(dial, o.duration, 0)
-	conns := rate * time.Since(begin).Seconds()
-	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", OfPct: 100 * rate / kernelRate, Comment: rateComment(failed)})
-	for i, p := range procs {
-		if used := cpuTime(p.pid) - cpu0[i]; cpu0[i] >= 0 && conns > 0 {
-			add(benchResult{Name: "CPU per connection, " + p.name, Value: us(used) / conns, Unit: "µs"})
+	relayRate, failed, relayCPU := connRateCPU(rp, o.duration)
+	rp.stop()
+	add(benchResult{Name: "plain relays, no tunnel: connections (CONNECT, first byte, close)", Value: relayRate, Unit: "conn/s", OfPct: 100 * relayRate / kernelRate, Comment: rateComment(failed)})
+	time.Sleep(1500 * time.Millisecond)
+	rate, failed, cpu := connRateCPU(bp, o.duration)
+	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", OfPct: 100 * rate / kernelRate,
+		Comment: fmt.Sprintf("%.0f%% of plain relays; %s", 100*rate/relayRate, rateComment(failed))})
+	for i, name := range []string{"near end", "far end", "clients and sink (this process)"} {
+		if cpu[i] > 0 {
+			add(benchResult{Name: "CPU per connection, " + name, Value: cpu[i], Unit: "µs", Comment: fmt.Sprintf("plain relays: %.1f µs", relayCPU[i])})
 		}
 	}
 	if o.churn > 0 {
@@ -318,6 +325,7 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 		add(benchResult{Name: "RSS near end after churn (12 s later)", Value: float64(rssKB(bp.near.Process.Pid)) / 1024, Unit: "MB"})
 		add(benchResult{Name: "RSS far end after churn (12 s later)", Value: float64(rssKB(bp.far.Process.Pid)) / 1024, Unit: "MB"})
 	}
+	return nil
 }
 
 // bulk runs n streams in direction dir for d and returns Gbit/s, with a
@@ -475,6 +483,27 @@ func connRate(dial func(context.Context) (net.Conn, error), d time.Duration, tot
 	}
 	wg.Wait()
 	return float64(done.Load()) / time.Since(begin).Seconds(), int(failed.Load())
+}
+
+// connRateCPU measures the connection rate through bp's SOCKS5 front-end
+// and what each process spends per connection, in µs: near, far, and this
+// one (the clients and the sink), which share the machine's cores, so
+// this says where a CPU-bound rate goes. A figure /proc cannot give is 0.
+func connRateCPU(bp *benchPair, d time.Duration) (rate float64, failed int, cpu [3]float64) {
+	pids := [3]int{bp.near.Process.Pid, bp.far.Process.Pid, os.Getpid()}
+	var cpu0 [3]time.Duration
+	for i, pid := range pids {
+		cpu0[i] = cpuTime(pid)
+	}
+	begin := time.Now()
+	rate, failed = connRate(bp.dialSOCKS, d, 0)
+	conns := rate * time.Since(begin).Seconds()
+	for i, pid := range pids {
+		if used := cpuTime(pid) - cpu0[i]; cpu0[i] >= 0 && conns > 0 {
+			cpu[i] = us(used) / conns
+		}
+	}
+	return rate, failed, cpu
 }
 
 // rateComment says how a rate was measured and how many connections

@@ -19,8 +19,9 @@ import (
 // each a child process of this binary, on loopback UDP.
 type benchPair struct {
 	near, far *exec.Cmd
-	socks     string
-	forward   string
+	socks     string // the near end's SOCKS5 address
+	forward   string // the near end's forward to the sink, if any
+	target    string // where SOCKS5 clients CONNECT to reach the sink
 }
 
 func freePort(network string) (int, error) {
@@ -64,20 +65,20 @@ func startBenchPair(sinkPort, mtu int, extra ...string) (*benchPair, error) {
 		"--egress", "--addr", "10.42.0.1/24"}, common...)...)
 	near := exec.Command(exe, append([]string{"client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
 		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:0", "--forward", fmt.Sprintf("127.0.0.1:0=10.42.0.1:%d", sinkPort)}, common...)...)
-	bp := &benchPair{near: near, far: far}
+	bp := &benchPair{near: near, far: far, target: net.JoinHostPort("10.42.0.1", strconv.Itoa(sinkPort))}
 	dieWithParent(far)
 	dieWithParent(near)
-	if _, err := startLogged(far, nil); err != nil {
+	if _, err := startLogged(far, "inner network up", nil); err != nil {
 		return nil, err
 	}
 	addrs := map[string]string{}
-	if _, err := startLogged(near, func(msg, addr string) {
+	if _, err := startLogged(near, msgForwardListening, func(msg, addr string) {
 		addrs[msg] = addr
 	}); err != nil {
 		bp.stop()
 		return nil, err
 	}
-	bp.socks, bp.forward = addrs["SOCKS5 listening"], addrs["forward listening"]
+	bp.socks, bp.forward = addrs[msgSOCKSListening], addrs[msgForwardListening]
 	if bp.socks == "" || bp.forward == "" {
 		bp.stop()
 		return nil, fmt.Errorf("bench: endpoints did not report their addresses")
@@ -85,7 +86,7 @@ func startBenchPair(sinkPort, mtu int, extra ...string) (*benchPair, error) {
 	// Ready when a connection through the tunnel reaches the sink.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := bp.dialSOCKS(context.Background(), sinkPort)
+		c, err := bp.dialSOCKS(context.Background())
 		if err == nil {
 			c.Write([]byte{sinkHold})
 			var b [1]byte
@@ -105,9 +106,10 @@ func startBenchPair(sinkPort, mtu int, extra ...string) (*benchPair, error) {
 }
 
 // startLogged starts cmd and reads its JSON log, reporting each listening
-// address to seen, until it is ready: the far end (seen nil) once its inner
-// network is up, the near end once its forward listens (after SOCKS).
-func startLogged(cmd *exec.Cmd, seen func(msg, addr string)) (*exec.Cmd, error) {
+// address to seen (if not nil), until it logs the message ready: the far
+// end once its inner network is up, the near end once its forward listens
+// (after SOCKS).
+func startLogged(cmd *exec.Cmd, ready string, seen func(msg, addr string)) (*exec.Cmd, error) {
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -115,7 +117,7 @@ func startLogged(cmd *exec.Cmd, seen func(msg, addr string)) (*exec.Cmd, error) 
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	ready := make(chan struct{})
+	up := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		closed := false
@@ -128,17 +130,17 @@ func startLogged(cmd *exec.Cmd, seen func(msg, addr string)) (*exec.Cmd, error) 
 			if addr, ok := m["addr"].(string); ok && seen != nil {
 				seen(msg, addr)
 			}
-			if !closed && ((seen == nil && msg == "inner network up") || msg == "forward listening") {
-				close(ready)
+			if !closed && msg == ready {
+				close(up)
 				closed = true
 			}
 		}
 		if !closed {
-			close(ready)
+			close(up)
 		}
 	}()
 	select {
-	case <-ready:
+	case <-up:
 		return cmd, nil
 	case <-time.After(10 * time.Second):
 		cmd.Process.Kill()
@@ -161,9 +163,10 @@ func (bp *benchPair) stop() {
 	}
 }
 
-// dialSOCKS connects through the near end's SOCKS5 proxy to the sink on
-// the far host, reached through egress at the far end's inner address.
-func (bp *benchPair) dialSOCKS(ctx context.Context, sinkPort int) (net.Conn, error) {
+// dialSOCKS connects through the near end's SOCKS5 proxy to the sink: on
+// the far host, reached through egress at the far end's inner address, or
+// through the far relay of the plain-relay baseline.
+func (bp *benchPair) dialSOCKS(ctx context.Context) (net.Conn, error) {
 	// No keep-alive: as the endpoints, the clients and the sink skip
 	// probes on loopback, which would only add system calls to the
 	// connection figures.
@@ -171,7 +174,7 @@ func (bp *benchPair) dialSOCKS(ctx context.Context, sinkPort int) (net.Conn, err
 	if err != nil {
 		return nil, err
 	}
-	return d.(proxy.ContextDialer).DialContext(ctx, "tcp", net.JoinHostPort("10.42.0.1", strconv.Itoa(sinkPort)))
+	return d.(proxy.ContextDialer).DialContext(ctx, "tcp", bp.target)
 }
 
 // cpuTime reads the CPU time (user and system) a process has used so far,

@@ -61,6 +61,7 @@ NAT64 extension option so a NAT64 gateway that knows it can route them to IPv6 h
 		gatewayCommand(stderr),
 		demoCommand(stdout, stderr),
 		benchCommand(stdout, stderr),
+		benchRelayCommand(stderr),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"geneve64/socks"
+)
+
+// The plain-relay baseline: the bench's second reference, beside kernel
+// loopback TCP. It runs our own SOCKS5 front-end and TCP forward, each in a
+// child process as the endpoints are, on the host's sockets with no tunnel
+// and no netstack between them: client → SOCKS5 → relay → sink. What the
+// tunnel costs is the difference; and a figure this baseline cannot reach
+// on a machine, no tunnel between the same two processes can either.
+
+// hostNetwork is the socks.Network of the host's own sockets. Dials skip
+// keep-alive as the endpoints' do on loopback (see stack.Config), so the
+// two baselines' system calls compare.
+type hostNetwork struct{}
+
+func (hostNetwork) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: -1}
+	return d.DialContext(ctx, network, address)
+}
+
+func (hostNetwork) Listen(network, address string) (net.Listener, error) {
+	return net.Listen(network, address)
+}
+
+func (hostNetwork) ListenPacket(network, address string) (net.PacketConn, error) {
+	return net.ListenPacket(network, address)
+}
+
+func (hostNetwork) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	return net.DefaultResolver.LookupNetIP(ctx, network, host)
+}
+
+// Messages a relay child logs once it listens; startLogged waits for them.
+const (
+	msgSOCKSListening   = "SOCKS5 listening"
+	msgForwardListening = "forward listening"
+)
+
+// benchRelayCommand is the hidden child of the plain-relay baseline:
+// "socks" runs the SOCKS5 front-end, "forward TARGET" a TCP forward to
+// TARGET, both on loopback port 0, logging their address as JSON on
+// stderr as the endpoints do, until interrupted.
+func benchRelayCommand(stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:    "bench-relay socks | forward TARGET",
+		Short:  "One process of the bench's plain-relay baseline (no tunnel)",
+		Hidden: true,
+		Args:   cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := slog.New(slog.NewJSONHandler(stderr, nil))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			switch {
+			case args[0] == "socks" && len(args) == 1:
+				s, err := socks.Listen(hostNetwork{}, socks.Config{Addr: "127.0.0.1:0", Logger: log})
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				log.Info(msgSOCKSListening, "addr", s.Addr().String())
+			case args[0] == "forward" && len(args) == 2:
+				f := socks.Forward{Proto: "tcp", Listen: "127.0.0.1:0", Target: args[1]}
+				fw, err := socks.StartForward(hostNetwork{}, f, 0, log)
+				if err != nil {
+					return err
+				}
+				defer fw.Close()
+				log.Info(msgForwardListening, "addr", fw.Addr().String())
+			default:
+				return usagef("bench-relay %q: want socks, or forward TARGET", args)
+			}
+			<-ctx.Done()
+			return nil
+		},
+	}
+}
+
+// startRelayPair starts the plain-relay baseline in front of the sink: the
+// far process forwards to it, the near one is the SOCKS5 front-end whose
+// clients CONNECT to the far one.
+func startRelayPair(sinkPort int) (*benchPair, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	far := exec.Command(exe, "bench-relay", "forward", fmt.Sprintf("127.0.0.1:%d", sinkPort))
+	near := exec.Command(exe, "bench-relay", "socks")
+	dieWithParent(far)
+	dieWithParent(near)
+	bp := &benchPair{near: near, far: far}
+	if _, err := startLogged(far, msgForwardListening, func(_, addr string) { bp.target = addr }); err != nil {
+		return nil, err
+	}
+	if _, err := startLogged(near, msgSOCKSListening, func(_, addr string) { bp.socks = addr }); err != nil {
+		bp.stop()
+		return nil, err
+	}
+	if bp.socks == "" || bp.target == "" {
+		bp.stop()
+		return nil, fmt.Errorf("bench: relays did not report their addresses")
+	}
+	return bp, nil
+}
+
+// relayBulk: one stream each way through the plain relays, the bulk
+// figures' second baseline.
+func relayBulk(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) error {
+	rp, err := startRelayPair(snk.port())
+	if err != nil {
+		return err
+	}
+	defer rp.stop()
+	for _, dir := range []byte{sinkUpload, sinkDownload} {
+		g, note := bulk(rp.dialSOCKS, 1, dir, o.duration, snk)
+		add(benchResult{Name: "plain relays, no tunnel: SOCKS5, 1 stream " + dirName(dir), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
+	}
+	return nil
+}
