@@ -29,19 +29,23 @@ import (
 // two baselines' system calls compare.
 type hostNetwork struct{}
 
+// DialContext implements socks.Network with a host dial.
 func (hostNetwork) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: -1}
 	return d.DialContext(ctx, network, address)
 }
 
+// Listen implements socks.Network with a host listener.
 func (hostNetwork) Listen(network, address string) (net.Listener, error) {
 	return net.Listen(network, address)
 }
 
+// ListenPacket implements socks.Network with a host socket.
 func (hostNetwork) ListenPacket(network, address string) (net.PacketConn, error) {
 	return net.ListenPacket(network, address)
 }
 
+// LookupNetIP implements socks.Network with the host's resolver.
 func (hostNetwork) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	return net.DefaultResolver.LookupNetIP(ctx, network, host)
 }
