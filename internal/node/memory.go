@@ -30,8 +30,17 @@ var memMetrics = []string{
 	"/sched/goroutines:goroutines",
 }
 
-// readMemory reads the runtime's memory metrics into samples, which hold
-// memMetrics' names in order, and returns them as a memSample.
+// memSamples returns the samples readMemory reads, named in order.
+func memSamples() []metrics.Sample {
+	samples := make([]metrics.Sample, len(memMetrics))
+	for i, name := range memMetrics {
+		samples[i].Name = name
+	}
+	return samples
+}
+
+// readMemory reads the runtime's memory metrics into samples, made by
+// memSamples, and returns them as a memSample.
 func readMemory(samples []metrics.Sample) memSample {
 	metrics.Read(samples)
 	v := func(i int) uint64 {
@@ -58,10 +67,13 @@ func readMemory(samples []metrics.Sample) memSample {
 // gone a second later (an endpoint stayed at 70 MB for that after 200,000
 // connections, where it drops to 28 MB). So once a process has gone a
 // whole interval without a collection, it collects once if its heap holds
-// more than releaseThreshold, or if the heap or stacks hold much more than
-// the last collection left live; it does not collect again until the
-// runtime has run a collection of its own, so an idle process with a large
-// live heap is not collected over and over.
+// more than releaseThreshold, and does not collect again until the runtime
+// has run a collection of its own, so an idle process with a large live
+// heap is not collected over and over. Beyond that once, it collects
+// whenever the heap holds much more than the last collection left live,
+// or goroutine stacks much more than the goroutines left could use at 32
+// KiB each: the stacks of goroutines that ended (a burst's connections,
+// idle workers) stay reserved until a collection frees them.
 type releaser struct {
 	lastCycles uint64
 	forced     bool // the last collection was ours
@@ -90,10 +102,7 @@ func (r *releaser) released(after memSample) {
 // releaseMemory runs the releaser every releaseInterval until the node
 // closes. Reading runtime/metrics does not stop the world.
 func (n *Node) releaseMemory() {
-	samples := make([]metrics.Sample, len(memMetrics))
-	for i, name := range memMetrics {
-		samples[i].Name = name
-	}
+	samples := memSamples()
 	t := time.NewTicker(releaseInterval)
 	defer t.Stop()
 	var r releaser

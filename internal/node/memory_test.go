@@ -2,7 +2,6 @@ package node
 
 import (
 	"runtime"
-	"runtime/metrics"
 	"testing"
 )
 
@@ -64,12 +63,8 @@ func TestReleaserSmallHeap(t *testing.T) {
 // TestReadMemory: the runtime serves every metric the releaser reads, so
 // none silently reads as 0.
 func TestReadMemory(t *testing.T) {
-	samples := make([]metrics.Sample, len(memMetrics))
-	for i, name := range memMetrics {
-		samples[i].Name = name
-	}
 	runtime.GC()
-	s := readMemory(samples)
+	s := readMemory(memSamples())
 	if s.objects == 0 || s.live == 0 || s.cycles == 0 || s.stacks == 0 || s.goroutines == 0 {
 		t.Errorf("readMemory = %+v: a metric is missing", s)
 	}
