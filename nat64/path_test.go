@@ -205,8 +205,6 @@ func TestPlainGENEVEOverIPv4(t *testing.T) {
 	sb.waitFor(t, ethFrame(2, 9, "with option"))
 }
 
-// TestPacketPathAllocs: steady-state receive (check, deliver) and send
-// (encapsulate, write) allocate nothing.
 // peerPacket is the packet a peer with identity id sends e: frame behind
 // e's own header, with the option's endpoints turned round to {id, e}.
 func peerPacket(e *Endpoint, id netip.Addr, frame []byte) []byte {
@@ -216,6 +214,8 @@ func peerPacket(e *Endpoint, id netip.Addr, frame []byte) []byte {
 	return in
 }
 
+// TestPacketPathAllocs: steady-state receive (check, deliver) and send
+// (encapsulate, write) allocate nothing.
 func TestPacketPathAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
