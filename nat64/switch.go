@@ -115,32 +115,30 @@ func (e *Endpoint) switchFrame(ingress *peer, f []byte, b *sendBatch, last *rxMe
 	if last == nil || !last.sw || last.src != src {
 		e.sw.learn(src, ingress)
 	}
+	var port *peer // group destinations are never known: they flood
+	var known bool
 	if !group {
-		var port *peer
-		var known bool
 		if last != nil && last.sw && last.dst == dst {
 			port, known = last.dstPort, last.dstKnown
 		} else {
 			port, known = e.sw.lookup(dst)
 		}
-		if last != nil {
-			last.sw, last.src, last.dst, last.dstPort, last.dstKnown = true, src, dst, port, known
-		}
-		if known {
-			switch {
-			case port == ingress: // back where it came from: not ours to send
-			case port == nil:
-				return true
-			default:
-				if ingress != nil {
-					e.stats.Forwarded.Add(1)
-				}
-				e.enqueue(b, port, f, false)
+	}
+	if last != nil {
+		last.sw, last.src, last.dst, last.dstPort, last.dstKnown = true, src, dst, port, known
+	}
+	if known {
+		switch {
+		case port == ingress: // back where it came from: not ours to send
+		case port == nil:
+			return true
+		default:
+			if ingress != nil {
+				e.stats.Forwarded.Add(1)
 			}
-			return false
+			e.enqueue(b, port, f, false)
 		}
-	} else if last != nil {
-		last.sw, last.src, last.dst, last.dstPort, last.dstKnown = true, src, dst, nil, false
+		return false
 	}
 	before := b.n
 	e.flood(b, f, ingress)
