@@ -251,6 +251,7 @@ func TestCLIBadArguments(t *testing.T) {
 		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--payload", "ppp"}, `--payload "ppp"`},
 		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--nat64-prefix", "64:ff9b::/95"}, `--nat64-prefix "64:ff9b::/95"`},
 		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--keepalive", "soon"}, `"soon"`},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--addr", "10.0.0.1/24", "--socks", "127.0.0.1:99999"}, `port "99999": want 0..65535`},
 		{[]string{"server", "42", "2001:db8:a::1"}, "missing REMOTE"},
 		{[]string{"symmetric", "42", "2001:db8:a::1", "64:ff9b::203.0.113.90", "2001:db8:b::1", "extra"}, `too many arguments: ["extra"]`},
 		{[]string{"server", "--config", cfg}, `unknown setting "bogus"`},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -231,8 +232,22 @@ func LoopbackDefault(addr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("address %q: %w", addr, err)
 	}
+	// A service name ("socks") is left to the listener to look up; a
+	// number must fit a port.
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil && (port == "" || isDigits(port)) {
+		return "", fmt.Errorf("address %q: port %q: want 0..65535", addr, port)
+	}
 	if host == "" {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -45,14 +45,17 @@ type Node struct {
 	done     chan struct{}
 }
 
-// Start builds and starts every part, or none.
-func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+// Start builds and starts every part, or none: on an error, what it had
+// started is closed before it returns.
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	cfg.Endpoint.Logger = cfg.Logger
 	cfg.Stack.Logger = cfg.Logger
-	n = &Node{log: cfg.Logger, done: make(chan struct{})}
+	// n is not the named result: "return nil, err" must not hide from this
+	// cleanup what was started.
+	n := &Node{log: cfg.Logger, done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.Close()
