@@ -235,6 +235,11 @@ func TestCLIBadArguments(t *testing.T) {
 	}
 	cfg := filepath.Join(t.TempDir(), "bad.toml")
 	os.WriteFile(cfg, []byte("vni = 1\nbogus = 2\n"), 0o600)
+	negative := filepath.Join(t.TempDir(), "negative.toml")
+	os.WriteFile(negative, []byte("peer-timeout = \"-5s\"\n"), 0o600)
+	openKey := filepath.Join(t.TempDir(), "open.key")
+	os.WriteFile(openKey, []byte("00112233445566778899aabbccddeeff\n"), 0o600)
+	os.Chmod(openKey, 0o644) // past the umask
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -252,6 +257,11 @@ func TestCLIBadArguments(t *testing.T) {
 		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--nat64-prefix", "64:ff9b::/95"}, `--nat64-prefix "64:ff9b::/95"`},
 		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--keepalive", "soon"}, `"soon"`},
 		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--addr", "10.0.0.1/24", "--socks", "127.0.0.1:99999"}, `port "99999": want 0..65535`},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--peer-timeout", "-1s"}, "--peer-timeout -1s: want at least 1s"},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--peer-timeout", "0"}, "--peer-timeout 0s"},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--config", negative}, "--peer-timeout -5s"},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--keepalive", "1ns"}, "--keepalive 1ns: want 0 (off) or at least 1s"},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--key", openKey}, "mode 0644, want no access for group and others (chmod 600 " + openKey + ")"},
 		{[]string{"server", "42", "2001:db8:a::1"}, "missing REMOTE"},
 		{[]string{"symmetric", "42", "2001:db8:a::1", "64:ff9b::203.0.113.90", "2001:db8:b::1", "extra"}, `too many arguments: ["extra"]`},
 		{[]string{"server", "--config", cfg}, `unknown setting "bogus"`},

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -59,6 +58,14 @@ type Settings struct {
 	LogFormat   string        `toml:"log-format" flag:"log-format"`
 }
 
+// The shortest keepalive interval and peer timeout accepted: shorter ones
+// are typing mistakes (1ns for 1s) that would flood peers or forget them
+// between two packets.
+const (
+	minKeepalive   = time.Second
+	minPeerTimeout = time.Second
+)
+
 func defaultSettings() Settings {
 	return Settings{Payload: "ethernet", PathMTU: 1500, Keepalive: nat64.DefaultKeepalive,
 		MaxConns: 4096, MaxHandshk: 512, MaxUDPFlows: 4096, MaxPerPeer: 4096, UDPIdle: 2 * time.Minute,
@@ -82,12 +89,12 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.StringVar(&s.Payload, "payload", d.Payload, "inner payload: ethernet or ip")
 	fs.IntVar(&s.MTU, "mtu", 0, "inner MTU (default: from --path-mtu less every header)")
 	fs.IntVar(&s.PathMTU, "path-mtu", d.PathMTU, "outer path MTU the inner MTU is computed from")
-	fs.DurationVar(&s.Keepalive, "keepalive", d.Keepalive, "OAM keepalive interval when idle; 0 turns keepalives off")
+	fs.DurationVar(&s.Keepalive, "keepalive", d.Keepalive, "OAM keepalive interval when idle, at least 1s; 0 turns keepalives off")
 	fs.BoolVar(&s.NoOption, "no-option", false, "plain GENEVE without the NAT64 option, for peers such as Open vSwitch")
-	fs.StringVar(&s.Key, "key", "", "authenticate every packet with the key in FILE (base64 or hex, the same on both ends)")
+	fs.StringVar(&s.Key, "key", "", "authenticate every packet with the key in FILE (base64 or hex, the same on both ends; the file must be readable by its owner only)")
 	fs.StringVar(&s.NAT64Prefix, "nat64-prefix", "", "NAT64 prefix for IPv4 PATHs (default: discovered by RFC 7050)")
 	fs.IntVar(&s.MaxPeers, "max-peers", d.MaxPeers, "server: most clients at once")
-	fs.DurationVar(&s.PeerTimeout, "peer-timeout", d.PeerTimeout, "server: forget a client silent this long")
+	fs.DurationVar(&s.PeerTimeout, "peer-timeout", d.PeerTimeout, "server: forget a client silent this long (at least 1s)")
 	fs.IntVar(&s.MaxConns, "max-conns", d.MaxConns, "most SOCKS5 client connections at once; more are refused")
 	fs.IntVar(&s.MaxHandshk, "max-handshakes", d.MaxHandshk, "egress: most TCP handshakes in progress; more SYNs are dropped")
 	fs.IntVar(&s.MaxUDPFlows, "max-udp-flows", d.MaxUDPFlows, "egress: most UDP flows at once; more are dropped")
@@ -189,12 +196,8 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 	}
 	ec.NoOption = s.NoOption
 	if s.Key != "" {
-		text, err := os.ReadFile(s.Key)
-		if err != nil {
-			return c, usagef("--key %q: %v", s.Key, err)
-		}
-		if ec.Key, err = nat64.ParseKey(text); err != nil {
-			return c, usagef("--key %q: %v", s.Key, err)
+		if ec.Key, err = readKeyFile(s.Key); err != nil {
+			return c, usagef("--key %q: %w", s.Key, err)
 		}
 	}
 	if !s.NoOption {
@@ -216,11 +219,16 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 	default:
 		return c, usagef("--payload %q: want ethernet or ip", s.Payload)
 	}
+	// 0 is the one value that means something other than a duration: no
+	// keepalives. Anything else below a second would flood the peer.
 	ec.Keepalive = s.Keepalive
 	if s.Keepalive == 0 {
 		ec.Keepalive = -1
-	} else if s.Keepalive < 0 {
-		return c, usagef("--keepalive %s: must not be negative", s.Keepalive)
+	} else if s.Keepalive < minKeepalive {
+		return c, usagef("--keepalive %s: want 0 (off) or at least %s", s.Keepalive, minKeepalive)
+	}
+	if s.PeerTimeout < minPeerTimeout {
+		return c, usagef("--peer-timeout %s: want at least %s", s.PeerTimeout, minPeerTimeout)
 	}
 	if s.MaxPeers < 1 {
 		return c, usagef("--max-peers %d: must be at least 1", s.MaxPeers)
