@@ -149,37 +149,44 @@ func (a *authenticator) verify(h *geneve.Header, pkt []byte) (uint64, bool) {
 }
 
 // replayWindow accepts each counter once: anything newer than the highest
-// seen, or within the window below it and not seen yet. It is the scheme of
-// RFC 6479, with a bitmap of replayWords*64 counters.
+// seen, or within replaySize below it and not seen yet. It is the scheme of
+// RFC 6479: a ring of bitmap words, one word more than the window needs, so
+// that advancing clears whole words and never touches a bit still inside
+// the window. Advancing costs at most len(bits) word writes whatever the
+// jump, up to the top of the 64-bit range: the counter is the sender's to
+// choose, and a key holder may choose any.
 type replayWindow struct {
 	mu      sync.Mutex
 	highest uint64
-	bits    [replayWords]uint64
+	bits    [replayWords + 1]uint64
 }
 
-const replayWords = 16 // 1,024 counters: reordering a tunnel may see
+const (
+	replayWords = 16               // the window's size in 64-bit words
+	replaySize  = replayWords * 64 // 1,024 counters: reordering a tunnel may see
+)
 
 func (w *replayWindow) accept(c uint64) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	const size = replayWords * 64
+	const ring = uint64(len(w.bits))
+	if c == 0 {
+		return false // never sent: the sender's counter starts at its clock
+	}
+	word, bit := (c/64)%ring, uint64(1)<<(c%64)
 	if c > w.highest {
-		shift := c - w.highest
-		if shift >= size {
-			w.bits = [replayWords]uint64{}
-		} else {
-			for i := w.highest + 1; i <= c; i++ {
-				w.bits[(i/64)%replayWords] &^= 1 << (i % 64)
-			}
+		// Clear the words the window moves into, at most the whole ring.
+		jump := c/64 - w.highest/64
+		for i := uint64(1); i <= min(jump, ring); i++ {
+			w.bits[(w.highest/64+i)%ring] = 0
 		}
 		w.highest = c
-		w.bits[(c/64)%replayWords] |= 1 << (c % 64)
+		w.bits[word] |= bit
 		return true
 	}
-	if w.highest-c >= size || c == 0 {
+	if w.highest-c >= replaySize {
 		return false // too old to tell: refuse
 	}
-	word, bit := (c/64)%replayWords, uint64(1)<<(c%64)
 	if w.bits[word]&bit != 0 {
 		return false
 	}
