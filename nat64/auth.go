@@ -2,6 +2,7 @@ package nat64
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -24,8 +25,8 @@ import (
 const (
 	AuthClass   uint16 = 0xFFF0
 	AuthType    uint8  = 0x01 | geneve.CriticalBit
-	authTagLen         = 16 // HMAC-SHA256 truncated to 128 bits
-	authDataLen        = 8 + authTagLen
+	authTagLen         = 16                 // HMAC-SHA256 truncated to 128 bits
+	authDataLen        = 8 + 8 + authTagLen // sender, counter, tag
 	// AuthOptionLen is the option on the wire, header included.
 	AuthOptionLen = geneve.OptionHeaderLen + authDataLen
 	// MinKeyLen is the shortest key accepted.
@@ -67,6 +68,16 @@ func ParseKey(text []byte) ([]byte, error) {
 type authenticator struct {
 	macs    sync.Pool // *macState
 	counter atomic.Uint64
+	// sender names this sending process in every packet it signs, so that
+	// a receiver with no identity to go by (plain GENEVE, --no-option)
+	// still keeps one replay window per sender, wherever its packets come
+	// from. Random: two senders sharing a key must not collide.
+	sender uint64
+}
+
+// authStamp is what a verified packet says of its sender.
+type authStamp struct {
+	sender, counter uint64
 }
 
 // macState is one HMAC-SHA256 instance with room for its sum, so that
@@ -94,6 +105,9 @@ func (a *authenticator) tag(pkt []byte, into []byte) {
 func newAuthenticator(key []byte) *authenticator {
 	a := &authenticator{}
 	a.counter.Store(uint64(time.Now().UnixNano()))
+	var id [8]byte
+	rand.Read(id[:]) // never fails (crypto/rand)
+	a.sender = binary.BigEndian.Uint64(id[:])
 	k := append([]byte(nil), key...)
 	a.macs.New = func() any { return &macState{h: hmac.New(sha256.New, k)} }
 	return a
@@ -109,20 +123,21 @@ func appendAuthOption(dst []byte) []byte {
 }
 
 // sign fills in the authentication option at off (the option's start in
-// pkt) with a fresh counter and the MAC over the whole packet with the tag
-// zeroed.
+// pkt) with the sender, a fresh counter and the MAC over the whole packet
+// with the tag zeroed.
 func (a *authenticator) sign(pkt []byte, off int) {
 	data := pkt[off+geneve.OptionHeaderLen : off+AuthOptionLen]
-	binary.BigEndian.PutUint64(data[:8], a.next())
-	tag := data[8:]
+	binary.BigEndian.PutUint64(data[:8], a.sender)
+	binary.BigEndian.PutUint64(data[8:16], a.next())
+	tag := data[16:]
 	clear(tag)
 	a.tag(pkt, tag)
 }
 
 // verify checks the authentication option of a parsed packet and returns
-// its counter. pkt is the whole GENEVE packet h was parsed from; the tag is
-// zeroed in place to compute the MAC and then restored.
-func (a *authenticator) verify(h *geneve.Header, pkt []byte) (uint64, bool) {
+// its sender and counter. pkt is the whole GENEVE packet h was parsed from;
+// the tag is zeroed in place to compute the MAC and then restored.
+func (a *authenticator) verify(h *geneve.Header, pkt []byte) (authStamp, bool) {
 	var data []byte
 	found := 0
 	it := h.Options()
@@ -134,18 +149,18 @@ func (a *authenticator) verify(h *geneve.Header, pkt []byte) (uint64, bool) {
 		}
 	}
 	if found != 1 || len(data) != authDataLen {
-		return 0, false
+		return authStamp{}, false
 	}
-	tag := data[8:]
+	tag := data[16:]
 	var got, want [authTagLen]byte
 	copy(got[:], tag)
 	clear(tag)
 	a.tag(pkt, want[:])
 	copy(tag, got[:])
 	if !hmac.Equal(got[:], want[:]) {
-		return 0, false
+		return authStamp{}, false
 	}
-	return binary.BigEndian.Uint64(data[:8]), true
+	return authStamp{sender: binary.BigEndian.Uint64(data[:8]), counter: binary.BigEndian.Uint64(data[8:16])}, true
 }
 
 // replayWindow accepts each counter once: anything newer than the highest

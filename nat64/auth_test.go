@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -87,11 +89,14 @@ func TestAuthSignVerify(t *testing.T) {
 	}
 	pkt2, h2 := signed(t, a)
 	c2, ok := a.verify(&h2, pkt2)
-	if !ok || c2 <= c1 {
-		t.Fatalf("counters %d then %d", c1, c2)
+	if !ok || c2.counter <= c1.counter {
+		t.Fatalf("counters %d then %d", c1.counter, c2.counter)
 	}
-	if c1 < uint64(time.Now().Add(-time.Hour).UnixNano()) {
-		t.Fatalf("counter %d does not start at the clock", c1)
+	if c1.counter < uint64(time.Now().Add(-time.Hour).UnixNano()) {
+		t.Fatalf("counter %d does not start at the clock", c1.counter)
+	}
+	if c1.sender != a.sender || c2.sender != a.sender || newAuthenticator(testKey).sender == a.sender {
+		t.Fatalf("senders %x, %x; want the authenticator's %x, and another for another authenticator", c1.sender, c2.sender, a.sender)
 	}
 }
 
@@ -182,8 +187,8 @@ func TestAuthenticatedEndpoints(t *testing.T) {
 		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: lu, Keepalive: time.Hour})
 	attacker.WriteBatch([]Message{{Buf: captured, Addr: cu.LocalAddr()}})
 	waitUntil(t, "the keyed frame dropped as critical", func() bool { return plain.Stats().Drops(DropCritical) == 1 })
-	if hex.EncodeToString(captured[44:48]) != "fff08106" {
-		t.Fatalf("auth option header %x, want class 0xfff0 type 0x81 length 6", captured[44:48])
+	if hex.EncodeToString(captured[44:48]) != "fff08108" {
+		t.Fatalf("auth option header %x, want class 0xfff0 type 0x81 length 8", captured[44:48])
 	}
 }
 
@@ -224,4 +229,52 @@ func FuzzParseKey(f *testing.F) {
 			t.Fatalf("accepted a %d-byte key", len(k))
 		}
 	})
+}
+
+// TestReplayFromNewPort: a client's captured packets, replayed from ports
+// and hosts that never sent before, are refused as replays in both option
+// modes: they create no peer and draw none of the server's traffic. With
+// --no-option the window used to belong to the outer address, and the
+// replay made a peer of the attacker.
+func TestReplayFromNewPort(t *testing.T) {
+	for _, noOption := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-option=%v", noOption), func(t *testing.T) {
+			cs, ls := loopback(t)
+			remote := netip.MustParsePrefix("fdd9:f2f4:ed01::/64")
+			if noOption {
+				remote = netip.MustParsePrefix("::1/128") // plain GENEVE: REMOTE filters outer addresses
+			}
+			srv, ss := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0), Key: testKey,
+				NoOption: noOption, Remote: remote, Listen: ls, Keepalive: time.Hour})
+			cc, _ := loopback(t)
+			rec := &tapConn{PacketConn: cc}
+			cli, _ := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(idClient, 0), Key: testKey, NoOption: noOption,
+				Path: Target{Addr: cs.LocalAddr().Addr(), Port: cs.LocalAddr().Port()}, Remote: netip.PrefixFrom(idServer, 128),
+				Keepalive: time.Hour, Listen: func(netip.AddrPort) (PacketConn, error) { return rec, nil }})
+			f := ethFrame(0x10, 1, "captured")
+			cli.SendFrames([][]byte{f})
+			ss.waitFor(t, f)
+			captured := rec.last(t)
+			for i := range 5 {
+				attacker, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[::1]:0"))) // a new port each time
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer attacker.Close()
+				before := srv.Stats().Drops(DropReplay)
+				attacker.WriteToUDPAddrPort(captured, cs.LocalAddr())
+				waitUntil(t, "the replay refused", func() bool { return srv.Stats().Drops(DropReplay) > before })
+				if n := len(srv.Peers()); n != 1 {
+					t.Fatalf("replay %d: %d peers, want the one client", i, n)
+				}
+				// A broadcast from the server reaches its peers only: the
+				// attacker's port must hear nothing.
+				srv.SendFrames([][]byte{ethFrame(0xff, 0x20, "to every peer")})
+				attacker.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				if n, err := attacker.Read(make([]byte, 2048)); err == nil {
+					t.Fatalf("replay %d: the attacker's port received %d bytes from the server", i, n)
+				}
+			}
+		})
+	}
 }

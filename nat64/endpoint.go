@@ -44,7 +44,7 @@ type Endpoint struct {
 	authOff   int
 	known     geneve.KnownOptions
 	windowsMu sync.Mutex
-	windows   map[netip.AddrPort]*replayWindow
+	windows   map[windowKey]*replayWindow
 
 	prefixMu sync.Mutex
 	prefix   netip.Prefix // NAT64 prefix in use, once needed
@@ -87,7 +87,7 @@ func NewEndpoint(ctx context.Context, cfg Config) (*Endpoint, error) {
 			e.authOff += OptionLen
 		}
 		e.known = append(geneve.KnownOptions{{Class: AuthClass, Type: AuthType}}, KnownOptions...)
-		e.windows = make(map[netip.AddrPort]*replayWindow)
+		e.windows = make(map[windowKey]*replayWindow)
 	}
 	if cfg.Mode == Server {
 		e.peers = make(map[netip.AddrPort]*peer)

@@ -88,10 +88,10 @@ func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
 	}
 	// Authenticated mode checks the MAC before anything else looks at the
 	// packet; the counter is checked once the sender's identity is known.
-	var counter uint64
+	var stamp authStamp
 	if e.auth != nil {
 		var ok bool
-		if counter, ok = e.auth.verify(&h, pkt); !ok {
+		if stamp, ok = e.auth.verify(&h, pkt); !ok {
 			e.stats.Drop(DropAuth)
 			return
 		}
@@ -121,11 +121,14 @@ func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
 		return
 	}
 	if e.auth != nil {
-		key := netip.AddrPortFrom(id, 0)
+		// The window belongs to the sender, never to the path a packet
+		// came by: a captured packet replayed from another port or host
+		// meets the window that has seen it.
+		key := windowKey{id: id}
 		if e.cfg.NoOption {
-			key = m.Addr
+			key = windowKey{sender: stamp.sender}
 		}
-		if w := e.window(key); w == nil || !w.accept(counter) {
+		if w := e.window(key); w == nil || !w.accept(stamp.counter) {
 			e.stats.Drop(DropReplay)
 			return
 		}
@@ -161,9 +164,17 @@ func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
 	}
 }
 
+// windowKey names a sender's replay window: its identity (the NAT64
+// option's source), or without the option the sender its authentication
+// option names.
+type windowKey struct {
+	id     netip.Addr
+	sender uint64
+}
+
 // window returns the replay window of a sender, nil when the table of
 // windows is full (a flood of distinct authenticated senders).
-func (e *Endpoint) window(key netip.AddrPort) *replayWindow {
+func (e *Endpoint) window(key windowKey) *replayWindow {
 	e.windowsMu.Lock()
 	defer e.windowsMu.Unlock()
 	w := e.windows[key]
