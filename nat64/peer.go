@@ -82,6 +82,10 @@ func (p *peer) currentPath() (netip.AddrPort, bool) {
 
 // PeerStatus is what an endpoint knows of one peer.
 type PeerStatus struct {
+	// Name is unique among the endpoint's peers: the identity, or for
+	// plain GENEVE (which has none) the outer address and port the peer
+	// was first heard from, since peers on one host differ only by port.
+	Name string
 	// Identity is the peer's identity (its outer address for plain GENEVE).
 	Identity netip.Addr
 	// Path is where packets to the peer go; invalid until known.
@@ -95,7 +99,10 @@ type PeerStatus struct {
 }
 
 func (e *Endpoint) status(p *peer) PeerStatus {
-	s := PeerStatus{Identity: p.id, RTT: time.Duration(p.rtt.Load()), Silent: p.silent.Load()}
+	s := PeerStatus{Name: p.id.String(), Identity: p.id, RTT: time.Duration(p.rtt.Load()), Silent: p.silent.Load()}
+	if p.key.Port() != 0 {
+		s.Name = p.key.String()
+	}
 	s.Path, _ = p.currentPath()
 	if t := p.lastHeard.Load(); t != 0 {
 		s.LastSeen = e.start.Add(time.Duration(t))

@@ -41,8 +41,8 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		forwarded:   d("switched_frames_total", "Frames a server switched between peers."),
 		pathChanges: d("path_changes_total", "Learned paths set or moved."),
 		peers:       d("peers", "Peers known now."),
-		rtt:         d("peer_rtt_seconds", "Last keepalive round-trip time.", "identity"),
-		lastSeen:    d("peer_last_seen_seconds", "Seconds since the last valid packet from the peer.", "identity"),
+		rtt:         d("peer_rtt_seconds", "Last keepalive round-trip time.", "peer", "identity"),
+		lastSeen:    d("peer_last_seen_seconds", "Seconds since the last valid packet from the peer.", "peer", "identity"),
 		flows:       d("egress_flows", "Egress flows open now.", "proto"),
 		socksActive: d("socks_connections", "SOCKS5 client connections open now."),
 		socksTotal:  d("socks_connections_total", "SOCKS5 client connections accepted."),
@@ -78,11 +78,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	peers := c.n.Endpoint.Peers()
 	gauge(c.peers, float64(len(peers)))
+	// Per-peer series are labelled by the peer's unique name: two plain
+	// GENEVE peers on one host share an identity (their address), and two
+	// series with the same labels fail the whole scrape.
 	for _, p := range peers {
 		id := p.Identity.String()
-		gauge(c.rtt, p.RTT.Seconds(), id)
+		gauge(c.rtt, p.RTT.Seconds(), p.Name, id)
 		if !p.LastSeen.IsZero() {
-			gauge(c.lastSeen, time.Since(p.LastSeen).Seconds(), id)
+			gauge(c.lastSeen, time.Since(p.LastSeen).Seconds(), p.Name, id)
 		}
 	}
 	st := c.n.Stack.Stats()
@@ -116,7 +119,9 @@ func serveMetrics(addr string, reg *prometheus.Registry, healthy func() bool, tc
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// ContinueOnError: a series that fails to gather (whatever peers did
+	// to cause it) is logged and left out; every other series is served.
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, ErrorLog: slogAdapter{log}}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if healthy() {
 			fmt.Fprintln(w, "ok")
@@ -149,3 +154,9 @@ func (m *metricsServer) Close() error {
 	defer cancel()
 	return m.srv.Shutdown(ctx)
 }
+
+// slogAdapter lets promhttp report gathering errors through slog.
+type slogAdapter struct{ log *slog.Logger }
+
+// Println implements promhttp.Logger.
+func (a slogAdapter) Println(v ...any) { a.log.Warn("metrics: " + fmt.Sprint(v...)) }
