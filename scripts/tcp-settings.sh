@@ -14,8 +14,8 @@ else
     ""                                   # the defaults
     "rcvbuf=8388608,sndbuf=6291456"      # the starting point, before the benchmark chose 4 MiB
     "cc=cubic"
-    "rack=off"
-    "cc=cubic,rack=off"
+    "rack=on"
+    "cc=cubic,rack=on"
     "rcvbuf=4194304,sndbuf=4194304"
     "rcvbuf=16777216,sndbuf=16777216"
     "moderate=off"

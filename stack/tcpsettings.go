@@ -25,21 +25,31 @@ type tcpSettings struct {
 }
 
 // defaultTCP started from well-known values for a userspace stack carrying
-// bulk traffic (SACK on, receive buffer moderation, receive up to 8 MiB,
-// send up to 6 MiB). Benchmarked side by side (scripts/tcp-settings.sh,
-// README "Performance"), 4 MiB both ways won: 8/6 MiB let more into flight
-// than the outer UDP socket buffers absorb, and single-stream downloads
-// fell to 1.3-1.9 Gbit/s where 4 MiB held 2.5-2.7; cubic and RACK off made
-// no difference beyond noise, so reno and RACK stay. Then what connection
-// churn needs: without TIME-WAIT
-// reuse, tens of thousands of closed connections hold every ephemeral port
-// and new connections fail; with reuse, TIME-WAIT's length only decides how
-// many closed endpoints sit in memory (a 5 s TIME-WAIT held 20,000 of them,
-// 200 MB, at 4,000 connections per second), so it is 1 s. The choice of
-// congestion control and RACK is benchmarked (README, "Performance").
+// bulk traffic (SACK on, receive buffer moderation, receive and send
+// buffers up to 4 MiB): benchmarked side by side (scripts/tcp-settings.sh),
+// 8/6 MiB let more into flight than the outer UDP socket buffers absorb,
+// and single-stream downloads fell to 1.3-1.9 Gbit/s where 4 MiB held
+// 2.5-2.7. Cubic made no difference beyond noise, so reno stays.
+//
+// RACK loss detection is off. With it (gVisor's default), a sender whose
+// burst was dropped at a bottleneck resent about two segments per
+// retransmission timeout: 20 MB through a kernel policer of 2,000 GSO
+// datagrams a second took over 40 s or stalled, against 4.7-7.4 s without
+// (TestKernelPolicedDownload). The cost of going without is spurious
+// retransmission on paths that reorder: 2-3x the retransmitted segments at
+// 2% reordering, at the same transfer time (TestTransferOnBadPaths). The
+// pinned gVisor still measures RACK's RTT when an ACK is processed rather
+// than when it arrived. Tailscale's netstack turned RACK off for the same
+// reason. GENEVE64_TCP=rack=on brings it back for experiments.
+//
+// Then what connection churn needs: without TIME-WAIT reuse, tens of
+// thousands of closed connections hold every ephemeral port and new
+// connections fail; with reuse, TIME-WAIT's length only decides how many
+// closed endpoints sit in memory (a 5 s TIME-WAIT held 20,000 of them,
+// 200 MB, at 4,000 connections per second), so it is 1 s.
 var defaultTCP = tcpSettings{
 	SACK: true, Moderate: true, RcvMax: 4 << 20, SndMax: 4 << 20,
-	CC: "reno", RACK: true, TimeWait: time.Second, ReuseTWait: true,
+	CC: "reno", RACK: false, TimeWait: time.Second, ReuseTWait: true,
 }
 
 // tcpSettingsFromEnv lays GENEVE64_TCP over the defaults, for benchmarking
@@ -58,11 +68,11 @@ func tcpSettingsFromEnv() (tcpSettings, error) {
 		case "cc":
 			t.CC = v
 		case "rack":
-			t.RACK = v == "on"
+			t.RACK, err = onOff(v)
 		case "sack":
-			t.SACK = v == "on"
+			t.SACK, err = onOff(v)
 		case "moderate":
-			t.Moderate = v == "on"
+			t.Moderate, err = onOff(v)
 		case "rcvbuf":
 			t.RcvMax, err = strconv.Atoi(v)
 		case "sndbuf":
@@ -70,7 +80,7 @@ func tcpSettingsFromEnv() (tcpSettings, error) {
 		case "timewait":
 			t.TimeWait, err = time.ParseDuration(v)
 		case "twreuse":
-			t.ReuseTWait = v == "on"
+			t.ReuseTWait, err = onOff(v)
 		default:
 			err = fmt.Errorf("unknown key")
 		}
@@ -79,6 +89,18 @@ func tcpSettingsFromEnv() (tcpSettings, error) {
 		}
 	}
 	return t, nil
+}
+
+// onOff parses a switch of GENEVE64_TCP: a typing mistake must not turn
+// a setting off silently.
+func onOff(v string) (bool, error) {
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("want on or off")
 }
 
 func applyTCPSettings(s *gvstack.Stack) error {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"geneve64/nat64"
 )
@@ -152,7 +153,14 @@ func (s *Socket) WriteBatch(msgs []nat64.Message) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
+	var train uint64
 	for i, m := range msgs {
+		// Consecutive datagrams to one destination leave a Linux socket as
+		// one UDP GSO datagram: they share a train, and a policer takes or
+		// drops them together.
+		if i == 0 || m.Addr != msgs[i-1].Addr {
+			train = trains.Add(1)
+		}
 		src := s.local.Addr()
 		if src.IsUnspecified() || src.Is4() != m.Addr.Addr().Is4() {
 			var ok bool
@@ -160,12 +168,15 @@ func (s *Socket) WriteBatch(msgs []nat64.Message) (int, error) {
 				return i, fmt.Errorf("netsim: %s cannot reach %s: %w", s.local, m.Addr, errUnreachable)
 			}
 		}
-		s.host.seg.send(Packet{Src: netip.AddrPortFrom(src, s.local.Port()), Dst: m.Addr, Payload: append([]byte(nil), m.Buf...)})
+		s.host.seg.send(Packet{Src: netip.AddrPortFrom(src, s.local.Port()), Dst: m.Addr, Payload: append([]byte(nil), m.Buf...), Train: train})
 	}
 	return len(msgs), nil
 }
 
 var errUnreachable = errors.New("network unreachable")
+
+// trains numbers the GSO datagrams of every socket: 0 is no train.
+var trains atomic.Uint64
 
 // Close implements nat64.PacketConn.
 func (s *Socket) Close() error {

@@ -112,7 +112,7 @@ func (n *NAT) outbound(p Packet) {
 	if g := n.cfg.Gateway; g != nil {
 		src, dst, why, ok := g.Outbound(p.Src, p.Dst, p.Payload)
 		if ok {
-			n.outside.send(Packet{Src: src, Dst: dst, Payload: p.Payload})
+			n.outside.send(Packet{Src: src, Dst: dst, Payload: p.Payload, Train: p.Train})
 			return
 		}
 		if why != nat64.DropNotGENEVE {
@@ -148,7 +148,7 @@ func (n *NAT) outbound(p Packet) {
 	m.remotes[to] = true
 	port := m.port
 	n.mu.Unlock()
-	n.outside.send(Packet{Src: netip.AddrPortFrom(n.cfg.Public, port), Dst: to, Payload: p.Payload})
+	n.outside.send(Packet{Src: netip.AddrPortFrom(n.cfg.Public, port), Dst: to, Payload: p.Payload, Train: p.Train})
 }
 
 // freePort picks a random external port not in use; 6081 stays the
@@ -175,7 +175,7 @@ func (n *NAT) inbound(p Packet) {
 			n.GatewayDrops.Add(1)
 			return
 		}
-		n.inside.send(Packet{Src: src, Dst: dst, Payload: p.Payload})
+		n.inside.send(Packet{Src: src, Dst: dst, Payload: p.Payload, Train: p.Train})
 		return
 	}
 	now := time.Now()
@@ -200,7 +200,7 @@ func (n *NAT) inbound(p Packet) {
 		}
 		src = netip.AddrPortFrom(a, src.Port())
 	}
-	n.inside.send(Packet{Src: src, Dst: inside, Payload: p.Payload})
+	n.inside.send(Packet{Src: src, Dst: inside, Payload: p.Payload, Train: p.Train})
 }
 
 func gatewayPort(g *nat64.GatewayRules) uint16 {

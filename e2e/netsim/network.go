@@ -13,6 +13,9 @@ import (
 type Packet struct {
 	Src, Dst netip.AddrPort
 	Payload  []byte
+	// Train is the UDP GSO datagram the packet left its host in, shared
+	// with the packets sent with it; 0 for none.
+	Train uint64
 }
 
 // node is anything a segment delivers packets to.
@@ -30,6 +33,12 @@ type Segment struct {
 	faults Faults
 	tap    func(p Packet, fate string)
 	rnd    *rand.Rand
+	// The policer's token bucket: tokens left and when it was last filled.
+	tokens float64
+	filled time.Time
+	// The policer's verdict on the last train it saw.
+	train     uint64
+	trainPass bool
 	// Unroutable counts packets for which the segment had no owner or router.
 	Unroutable Counter
 }
@@ -41,6 +50,34 @@ type Faults struct {
 	Reorder   float64       // probability a packet is held back by ReorderBy
 	ReorderBy time.Duration // how long a reordered packet is held (default 5 ms)
 	Delay     time.Duration // added to every packet
+	// Rate, when set, polices the segment as nft's "limit rate over"
+	// does: a token bucket of Burst packets (default 20) refilled at Rate
+	// packets a second, and every packet that finds it empty is lost. Like
+	// the kernel's policer, it sees a UDP GSO datagram as one packet: a
+	// train takes one token, and is lost whole. Loss then comes in bursts
+	// of up to a batch of frames, not one frame at a time.
+	Rate  float64
+	Burst int
+}
+
+// police takes a token for one packet at now; false: the packet is lost.
+// The caller holds s.mu.
+func (s *Segment) police(f Faults, now time.Time) bool {
+	burst := float64(f.Burst)
+	if burst <= 0 {
+		burst = 20
+	}
+	if s.filled.IsZero() {
+		s.tokens = burst
+	} else {
+		s.tokens = min(burst, s.tokens+now.Sub(s.filled).Seconds()*f.Rate)
+	}
+	s.filled = now
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens--
+	return true
 }
 
 // NewSegment makes an empty segment.
@@ -52,6 +89,7 @@ func NewSegment(name string) *Segment {
 func (s *Segment) SetFaults(f Faults) {
 	s.mu.Lock()
 	s.faults = f
+	s.filled = time.Time{} // a new policer starts with a full bucket
 	s.mu.Unlock()
 }
 
@@ -82,6 +120,12 @@ func (s *Segment) send(p Packet) {
 		lost = s.rnd.Float64() < f.Loss
 		dup = s.rnd.Float64() < f.Duplicate
 		reorder = s.rnd.Float64() < f.Reorder
+	}
+	if f.Rate > 0 {
+		if p.Train == 0 || p.Train != s.train {
+			s.train, s.trainPass = p.Train, s.police(f, time.Now())
+		}
+		lost = lost || !s.trainPass
 	}
 	s.mu.Unlock()
 	if tap != nil {
