@@ -52,8 +52,12 @@ type Endpoint struct {
 
 	batches sync.Pool // *sendBatch
 	closed  chan struct{}
-	wg      sync.WaitGroup
-	once    sync.Once
+	// ctx ends at Close: work in the background (resolving PATH again)
+	// is cancelled rather than waited out.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
 }
 
 // maxDatagram is the largest outer datagram read: the UDP maximum, so that
@@ -73,8 +77,10 @@ func NewEndpoint(ctx context.Context, cfg Config) (*Endpoint, error) {
 		closed: make(chan struct{}),
 		prefix: cfg.NAT64Prefix,
 	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
 	conn, err := cfg.Listen(cfg.bindAddr())
 	if err != nil {
+		e.cancel()
 		return nil, err
 	}
 	e.conn = conn
@@ -97,6 +103,7 @@ func NewEndpoint(ctx context.Context, cfg Config) (*Endpoint, error) {
 	path, err := e.resolvePath(ctx)
 	if err != nil {
 		conn.Close()
+		e.cancel()
 		return nil, err
 	}
 	e.basePath = path
@@ -131,6 +138,7 @@ func (e *Endpoint) Close() error {
 	var err error
 	e.once.Do(func() {
 		close(e.closed)
+		e.cancel()
 		err = e.conn.Close()
 		e.wg.Wait()
 	})

@@ -83,7 +83,7 @@ func (e *Endpoint) onSilent(p *peer) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 		defer cancel()
 		path := e.basePath
 		if e.cfg.Path.Host != "" {

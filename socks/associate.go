@@ -42,7 +42,7 @@ func (s *Server) associate(ctx context.Context, w io.Writer, req *socks5.Request
 	if req.DestAddr != nil && req.DestAddr.Port != 0 {
 		a.clientPort = uint16(req.DestAddr.Port)
 	}
-	actx, cancel := context.WithCancel(ctx)
+	actx, cancel := s.requestContext(ctx)
 	a.wg.Add(1)
 	go a.run(actx)
 	io.Copy(io.Discard, req.Reader) // until the client closes the control connection

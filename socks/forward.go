@@ -80,6 +80,12 @@ type Forwarder struct {
 	conns connSet
 	idle  time.Duration
 	done  chan struct{}
+	// ctx ends with the forward: dials under way are cancelled by Close
+	// instead of holding it for their whole timeout.
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
 }
 
 // StartForward starts f over nw. UDP flows end after idle without traffic
@@ -92,6 +98,7 @@ func StartForward(nw Network, f Forward, idle time.Duration, log *slog.Logger) (
 		log = slog.Default()
 	}
 	fw := &Forwarder{f: f, nw: nw, log: log.With("forward", f.String()), idle: idle, done: make(chan struct{})}
+	fw.ctx, fw.cancel = context.WithCancel(context.Background())
 	var err error
 	switch {
 	case f.Proto == "tcp" && !f.Reverse:
@@ -104,6 +111,7 @@ func StartForward(nw Network, f Forward, idle time.Duration, log *slog.Logger) (
 		fw.pc, err = nw.ListenPacket("udp", f.Listen)
 	}
 	if err != nil {
+		fw.cancel()
 		return nil, fmt.Errorf("%s: %w", f, err)
 	}
 	if !f.Reverse && !isLoopbackAddr(fw.Addr()) {
@@ -128,17 +136,21 @@ func (fw *Forwarder) Addr() net.Addr {
 // Active is the number of connections (TCP) or flows (UDP) open now.
 func (fw *Forwarder) Active() int64 { return fw.conns.active.Load() }
 
-// Close stops the forward and ends its connections.
+// Close stops the forward, cancels its dials under way and ends its
+// connections; it returns once all of them have ended. Calling it again, or
+// at once from another goroutine, waits the same way.
 func (fw *Forwarder) Close() error {
-	var err error
-	if fw.ln != nil {
-		err = fw.ln.Close()
-	} else {
-		err = fw.pc.Close()
-	}
-	<-fw.done
-	fw.conns.closeAll()
-	return err
+	fw.once.Do(func() {
+		fw.cancel()
+		if fw.ln != nil {
+			fw.err = fw.ln.Close()
+		} else {
+			fw.err = fw.pc.Close()
+		}
+		<-fw.done
+		fw.conns.closeAll()
+	})
+	return fw.err
 }
 
 func (fw *Forwarder) dial(ctx context.Context, network string) (net.Conn, error) {
@@ -164,7 +176,7 @@ func (fw *Forwarder) serveTCP() {
 		}
 		workers.Go(func() {
 			defer fw.conns.done(c)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(fw.ctx, 30*time.Second)
 			t, err := fw.dial(ctx, "tcp")
 			cancel()
 			if err != nil {
@@ -202,7 +214,7 @@ func (fw *Forwarder) serveUDP() {
 		c := flows[key]
 		mu.Unlock()
 		if c == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(fw.ctx, 10*time.Second)
 			c, err = fw.dial(ctx, "udp")
 			cancel()
 			if err != nil {

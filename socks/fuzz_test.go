@@ -36,7 +36,7 @@ func FuzzServeConn(f *testing.F) {
 		if auth {
 			cfg.User, cfg.Pass = "alice", "s3cret"
 		}
-		s := &Server{cfg: cfg, nw: noNetwork{}, log: quiet()}
+		s := &Server{cfg: cfg, nw: noNetwork{}, log: quiet(), ctx: context.Background()}
 		s.cfg.UDPIdle = time.Second
 		srv := s.newLibServer()
 		client, server := net.Pipe()

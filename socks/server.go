@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	socks5 "github.com/things-go/go-socks5"
@@ -42,6 +43,13 @@ type Server struct {
 	log   *slog.Logger
 	conns connSet
 	done  chan struct{}
+	// ctx ends with the server: the library gives each request a
+	// background context, so dials and look-ups take theirs from this one,
+	// and Close cancels them instead of waiting out their timeouts.
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
 }
 
 // Listen starts a SOCKS5 server on cfg.Addr whose CONNECT and UDP
@@ -67,6 +75,7 @@ func Listen(nw Network, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("socks: %w", err)
 	}
 	s := &Server{cfg: cfg, nw: nw, ln: ln, log: cfg.Logger.With("socks", ln.Addr().String()), done: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if !isLoopbackAddr(ln.Addr()) && cfg.User == "" {
 		s.log.Warn("SOCKS5 listens beyond loopback without --socks-user: anyone who reaches it can use the tunnel")
 	}
@@ -78,7 +87,7 @@ func Listen(nw Network, cfg Config) (*Server, error) {
 // newLibServer configures go-socks5 with our resolver, handlers and logger.
 func (s *Server) newLibServer() *socks5.Server {
 	opts := []socks5.Option{
-		socks5.WithResolver(tunnelResolver{s.nw}),
+		socks5.WithResolver(tunnelResolver{s.nw, s.ctx}),
 		socks5.WithConnectHandle(s.connect),
 		socks5.WithAssociateHandle(s.associate),
 		socks5.WithLogger(debugLogger{s.log}),
@@ -98,12 +107,24 @@ func (s *Server) Active() int64 { return s.conns.active.Load() }
 // Total is the number of client connections accepted so far.
 func (s *Server) Total() uint64 { return s.conns.total.Load() }
 
-// Close stops accepting, closes every client connection and waits for them.
+// Close stops accepting, cancels dials under way, closes every client
+// connection and waits for them. Calling it again, or at once from another
+// goroutine, waits the same way.
 func (s *Server) Close() error {
-	err := s.ln.Close()
-	<-s.done
-	s.conns.closeAll()
-	return err
+	s.once.Do(func() {
+		s.cancel()
+		s.err = s.ln.Close()
+		<-s.done
+		s.conns.closeAll()
+	})
+	return s.err
+}
+
+// requestContext is ctx, also cancelled when the server closes.
+func (s *Server) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	rctx, cancel := context.WithCancel(s.ctx)
+	stop := context.AfterFunc(ctx, cancel)
+	return rctx, func() { stop(); cancel() }
 }
 
 func (s *Server) serve() {
@@ -137,9 +158,11 @@ func (s *Server) serve() {
 
 // connect handles CONNECT: dial through the tunnel, then relay with half-close.
 func (s *Server) connect(ctx context.Context, w io.Writer, req *socks5.Request) error {
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	rctx, cancelReq := s.requestContext(ctx)
+	dctx, cancel := context.WithTimeout(rctx, 30*time.Second)
 	target, err := s.nw.DialContext(dctx, "tcp", req.DestAddr.String())
 	cancel()
+	cancelReq()
 	if err != nil {
 		rep := statute.RepHostUnreachable
 		switch msg := err.Error(); {
@@ -192,12 +215,19 @@ func (c *bufferedConn) CloseWrite() error {
 	return c.Conn.Close()
 }
 
-// tunnelResolver resolves SOCKS domain-name targets inside the tunnel.
-type tunnelResolver struct{ nw Network }
+// tunnelResolver resolves SOCKS domain-name targets inside the tunnel,
+// until the server (done) closes.
+type tunnelResolver struct {
+	nw   Network
+	done context.Context
+}
 
 // Resolve implements go-socks5's NameResolver through the tunnel's DNS.
 func (r tunnelResolver) Resolve(ctx context.Context, name string) (context.Context, net.IP, error) {
-	addrs, err := r.nw.LookupNetIP(ctx, "ip", name)
+	lctx, cancel := context.WithCancel(r.done)
+	defer context.AfterFunc(ctx, cancel)()
+	defer cancel()
+	addrs, err := r.nw.LookupNetIP(lctx, "ip", name)
 	if err != nil {
 		return ctx, nil, err
 	}

@@ -13,6 +13,10 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
+// maxDNSQueries bounds the DNS queries (UDP) and connections (TCP) the
+// egress serves at once.
+const maxDNSQueries = 64
+
 // serveDNS answers DNS on port 53 of every inner address, UDP and TCP, by
 // asking the host's resolver, so a client can name this end with --dns.
 func (e *egress) serveDNS() error {
@@ -43,8 +47,20 @@ func (e *egress) serveDNSUDP(pc net.PacketConn) {
 		if err != nil {
 			return
 		}
+		// Each query waits for the host's resolver on a goroutine of its
+		// own, at most maxDNSQueries at once: a flood of queries is
+		// dropped, as a busy resolver drops it, and never grows without
+		// bound.
+		select {
+		case e.dnsSlots <- struct{}{}:
+		default:
+			continue
+		}
 		query := append([]byte(nil), buf[:n]...)
+		e.wg.Add(1)
 		go func() {
+			defer e.wg.Done()
+			defer func() { <-e.dnsSlots }()
 			ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 			defer cancel()
 			if resp, err := answerDNS(ctx, query, 1232, e.innerFor); err == nil {
@@ -61,7 +77,16 @@ func (e *egress) serveDNSTCP(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		select {
+		case e.dnsSlots <- struct{}{}:
+		default:
+			c.Close()
+			continue
+		}
+		e.wg.Add(1)
 		go func() {
+			defer e.wg.Done()
+			defer func() { <-e.dnsSlots }()
 			defer c.Close()
 			for {
 				c.SetDeadline(time.Now().Add(10 * time.Second))

@@ -29,6 +29,7 @@ type egress struct {
 	tcpFlows atomic.Int64
 	udpFlows atomic.Int64
 	dns      []closer
+	dnsSlots chan struct{} // DNS queries in progress; see maxDNSQueries
 
 	perPeerMu sync.Mutex
 	perPeer   map[netip.Addr]int // flows open per inner source address
@@ -59,7 +60,7 @@ type closer interface{ Close() error }
 
 func (st *Stack) startEgress() error {
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &egress{st: st, ctx: ctx, cancel: cancel, perPeer: make(map[netip.Addr]int)}
+	e := &egress{st: st, ctx: ctx, cancel: cancel, perPeer: make(map[netip.Addr]int), dnsSlots: make(chan struct{}, maxDNSQueries)}
 	st.egr = e
 	// Accept packets for any address, and answer from it.
 	if err := st.s.SetPromiscuousMode(nicID, true); err != nil {

@@ -140,7 +140,8 @@ func (st *Stack) Addrs() []netip.Prefix {
 // MTU is the inner IP MTU.
 func (st *Stack) MTU() int { return int(st.ep.MTU()) }
 
-// Close stops the stack; open connections fail.
+// Close stops the stack; open connections fail. It returns once the
+// netstack's goroutines and the egress's flows and DNS answers have ended.
 func (st *Stack) Close() error {
 	st.once.Do(func() {
 		if st.egr != nil {
@@ -148,6 +149,9 @@ func (st *Stack) Close() error {
 		}
 		st.s.Close()
 		st.s.Wait()
+		if st.egr != nil {
+			st.egr.wg.Wait()
+		}
 	})
 	return nil
 }

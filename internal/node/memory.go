@@ -102,6 +102,7 @@ func (r *releaser) released(after memSample) {
 // releaseMemory runs the releaser every releaseInterval until the node
 // closes. Reading runtime/metrics does not stop the world.
 func (n *Node) releaseMemory() {
+	defer n.wg.Done()
 	samples := memSamples()
 	t := time.NewTicker(releaseInterval)
 	defer t.Stop()

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"geneve64/geneve"
@@ -43,6 +44,9 @@ type Node struct {
 	Forwards []*socks.Forwarder
 	log      *slog.Logger
 	done     chan struct{}
+	wg       sync.WaitGroup // the memory releaser
+	once     sync.Once
+	err      error
 }
 
 // Start builds and starts every part, or none: on an error, what it had
@@ -95,6 +99,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.Forwards = append(n.Forwards, fw)
 		n.log.Info("forward listening", "forward", f.String(), "addr", fw.Addr().String())
 	}
+	n.wg.Add(1)
 	go n.releaseMemory()
 	return n, nil
 }
@@ -123,27 +128,29 @@ func innerMTU(cfg Config, ep *nat64.Endpoint, sc stack.Config) int {
 }
 
 // Close stops accepting, closes forwards and SOCKS with their connections,
-// then the stack and the outer socket.
+// then the stack and the outer socket, and returns once every goroutine
+// the node started has ended. Calling it again, or at once from another
+// goroutine, waits the same way.
 func (n *Node) Close() error {
-	select {
-	case <-n.done:
-	default:
+	n.once.Do(func() {
 		close(n.done)
-	}
-	var errs []error
-	for _, f := range n.Forwards {
-		errs = append(errs, f.Close())
-	}
-	if n.SOCKS != nil {
-		errs = append(errs, n.SOCKS.Close())
-	}
-	if n.Stack != nil {
-		errs = append(errs, n.Stack.Close())
-	}
-	if n.Endpoint != nil {
-		errs = append(errs, n.Endpoint.Close())
-	}
-	return errors.Join(errs...)
+		var errs []error
+		for _, f := range n.Forwards {
+			errs = append(errs, f.Close())
+		}
+		if n.SOCKS != nil {
+			errs = append(errs, n.SOCKS.Close())
+		}
+		if n.Stack != nil {
+			errs = append(errs, n.Stack.Close())
+		}
+		if n.Endpoint != nil {
+			errs = append(errs, n.Endpoint.Close())
+		}
+		n.wg.Wait()
+		n.err = errors.Join(errs...)
+	})
+	return n.err
 }
 
 // Healthy reports whether a peer was heard from within d.
