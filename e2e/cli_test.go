@@ -134,7 +134,7 @@ func TestCLI(t *testing.T) {
 	hp := strconv.Itoa(far.port)
 	p1, p2 := freeUDPPort(t), freeUDPPort(t)
 	srv := startBinary(t, "server", "42", fmt.Sprintf("[::1]:%d", p1), "::1",
-		"--egress", "--addr", "10.42.0.1/24", "--addr", "fd42::1/64", "--keepalive", "1s",
+		"--egress", "--egress-loopback", "--addr", "10.42.0.1/24", "--addr", "fd42::1/64", "--keepalive", "1s",
 		"--reverse", "10.42.0.1:7000=127.0.0.1:"+hp, "--metrics", "127.0.0.1:0")
 	srv.field(t, "outer socket listening", "addr", nil)
 	cli := startBinary(t, "client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
@@ -175,6 +175,21 @@ func TestCLI(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)
 		}
+	}
+	// The server's own metrics listener is not the peers' to read, even
+	// with --egress-loopback: refused, and counted.
+	_, mport, _ := net.SplitHostPort(maddr)
+	if out, err := exec.Command(curl, "-sS", "--max-time", "20", "--socks5-hostname", socksAddr, "http://10.42.0.1:"+mport+"/debug/tcp").CombinedOutput(); err == nil {
+		t.Fatalf("the server's metrics reached through its egress:\n%s", out)
+	}
+	resp, err = http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `geneve64_egress_refused_total{reason="denied"} 1`) {
+		t.Fatalf("the refusal is not counted:\n%s", body)
 	}
 	if resp, err := http.Get("http://" + maddr + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", resp, err)
@@ -262,6 +277,8 @@ func TestCLIBadArguments(t *testing.T) {
 		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--config", negative}, "--peer-timeout -5s"},
 		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--keepalive", "1ns"}, "--keepalive 1ns: want 0 (off) or at least 1s"},
 		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--key", openKey}, "mode 0644, want no access for group and others (chmod 600 " + openKey + ")"},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--addr", "10.0.0.1/24", "--egress", "--egress-deny", "10.0.0.0/8:99999"}, `"10.0.0.0/8:99999"`},
+		{[]string{"server", "42", "2001:db8:a::1", "fdd9::/64", "--addr", "10.0.0.1/24", "--egress-allow", "10.0.0.0/8"}, "--egress, which is not on"},
 		{[]string{"server", "42", "2001:db8:a::1"}, "missing REMOTE"},
 		{[]string{"symmetric", "42", "2001:db8:a::1", "64:ff9b::203.0.113.90", "2001:db8:b::1", "extra"}, `too many arguments: ["extra"]`},
 		{[]string{"server", "--config", cfg}, `unknown setting "bogus"`},
@@ -341,7 +358,7 @@ func TestCLIBench(t *testing.T) {
 func TestCLIQuietUnderChurn(t *testing.T) {
 	far := startFarHost(t)
 	p1, p2 := freeUDPPort(t), freeUDPPort(t)
-	srv := startBinary(t, "server", "42", fmt.Sprintf("[::1]:%d", p1), "::1", "--egress", "--addr", "10.42.0.1/24")
+	srv := startBinary(t, "server", "42", fmt.Sprintf("[::1]:%d", p1), "::1", "--egress", "--egress-loopback", "--addr", "10.42.0.1/24")
 	srv.field(t, "outer socket listening", "addr", nil)
 	cli := startBinary(t, "client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
 		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:0")

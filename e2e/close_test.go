@@ -58,7 +58,7 @@ func TestNodeCloseLeavesNothing(t *testing.T) {
 	_, err = node.Start(context.Background(), node.Config{
 		Endpoint: nat64.Config{Mode: nat64.Server, VNI: 42, Local: ap("[2001:db8:b::1]:0"), Bind: ap("[::1]:0"),
 			Remote: pf("fdd9:f2f4:ed01::/64")},
-		Stack:  stack.Config{Addrs: farAddrs, Egress: true},
+		Stack:  stack.Config{Addrs: farAddrs, Egress: true, EgressLoopback: true},
 		SOCKS:  &socks.Config{Addr: taken.Addr().String()},
 		Logger: logger(t),
 	})
@@ -98,7 +98,7 @@ func closeRound(t *testing.T, far *farHost, round int) time.Duration {
 	srv, err := node.Start(ctx, node.Config{
 		Endpoint: nat64.Config{Mode: nat64.Server, VNI: 42, Local: ap("[2001:db8:b::1]:0"), Bind: ap("[::1]:0"),
 			Remote: pf("fdd9:f2f4:ed01::/64"), Logger: logger(t)},
-		Stack:    stack.Config{Addrs: farAddrs, Egress: true, EgressDial: hangingDial},
+		Stack:    stack.Config{Addrs: farAddrs, Egress: true, EgressLoopback: true, EgressDial: hangingDial},
 		Forwards: []socks.Forward{{Proto: "tcp", Reverse: true, Listen: "10.42.0.1:7000", Target: fmt.Sprintf("127.0.0.1:%d", far.port)}},
 		Logger:   logger(t),
 	})

@@ -133,7 +133,7 @@ func (l *natLab) eventuallyCurl(ns, url, want string) {
 func TestKernelClientServer(t *testing.T) {
 	l := newNATLab(t, false, true)
 	l.helper(l.siteB, "http-siteB", "127.0.0.1:8080")
-	srv := l.endpoint(l.siteB, "server", "server", "42", "2001:db8:b::1", "fdd9:f2f4:ed01::/64", "--egress", "--addr", "10.42.0.1/24")
+	srv := l.endpoint(l.siteB, "server", "server", "42", "2001:db8:b::1", "fdd9:f2f4:ed01::/64", "--egress", "--egress-loopback", "--addr", "10.42.0.1/24")
 	l.endpoint(l.siteA, "client", "client", "42", "fdd9:f2f4:ed01::1", "203.0.113.90", "2001:db8:b::1",
 		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--socks", "127.0.0.1:1080")
 
@@ -236,7 +236,7 @@ func tunnelAcross(l *natLab, mode string) *labProc {
 	l.endpoint(l.siteA, "a", mode, "42", "2001:db8:a::1", "2001:db8:64::203.0.113.90", "2001:db8:b::1",
 		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--socks", "127.0.0.1:1080")
 	b := l.endpoint(l.siteB, "b", mode, "42", "2001:db8:b::1", "2001:db8:64::198.51.100.7", "2001:db8:a::1",
-		"--addr", "10.42.0.1/24", "--egress")
+		"--addr", "10.42.0.1/24", "--egress", "--egress-loopback")
 	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
 	return b
 }

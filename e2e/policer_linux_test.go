@@ -34,7 +34,7 @@ func TestKernelPolicedDownload(t *testing.T) {
 		"limit", "rate", "over", "2000/second", "burst", "20", "packets", "counter", "drop")
 	l.helper(ns, "http", "127.0.0.1:8080")
 	srv := l.start(ns, "server", nil, bin, "server", "42", fmt.Sprintf("[::1]:%d", port), "::1",
-		"--egress", "--addr", "10.42.0.1/24")
+		"--egress", "--egress-loopback", "--addr", "10.42.0.1/24")
 	l.waitLog(srv, "outer socket listening")
 	cli := l.start(ns, "client", nil, bin, "client", "42", "[::1]:16082", fmt.Sprintf("[::1]:%d", port), "::1",
 		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:1080")

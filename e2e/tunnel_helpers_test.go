@@ -116,7 +116,7 @@ func loopbackPair(t *testing.T, o pairOptions) *pair {
 	}
 	far := startNode(t, node.Config{
 		Endpoint: farEP,
-		Stack:    stack.Config{Addrs: farAddrs, Egress: true},
+		Stack:    stack.Config{Addrs: farAddrs, Egress: true, EgressLoopback: true},
 		Forwards: o.reverses,
 	})
 	path := far.Endpoint.LocalAddr()
@@ -147,7 +147,7 @@ func simPair(t *testing.T, o pairOptions) *pair {
 	far := startNode(t, node.Config{
 		Endpoint: nat64.Config{Mode: nat64.Server, VNI: 42, Local: ap("[2001:db8:b::1]:0"),
 			Remote: pf("fdd9:f2f4:ed01::/64"), Listen: w.b.Listen, Keepalive: 200 * time.Millisecond, Key: o.key},
-		Stack:    stack.Config{Addrs: farAddrs, Egress: true},
+		Stack:    stack.Config{Addrs: farAddrs, Egress: true, EgressLoopback: true},
 		Forwards: o.reverses,
 	})
 	path, err := nat64.ParseTarget("geneve-entry-point.example", 6081)

@@ -69,8 +69,23 @@ type Config struct {
 	// net.Dialer with a 10 s timeout, and no keep-alive to loopback, by
 	// default.
 	EgressDial func(ctx context.Context, network, address string) (net.Conn, error)
+	// EgressLoopback lets flows to the endpoint's own inner addresses reach
+	// the same port on the host's loopback address. Off, they are refused:
+	// the host's loopback services are not the peers' to reach.
+	EgressLoopback bool
+	// EgressAllow and EgressDeny shape what egress flows may reach. By
+	// default: anything the host can reach but loopback, link-local
+	// (169.254.0.0/16, fe80::/10), multicast, broadcast and unspecified
+	// addresses. A deny rule always wins. An allow rule inside one of those
+	// ranges opens that part of it; allow rules for other addresses narrow
+	// ordinary destinations to themselves.
+	EgressAllow, EgressDeny []EgressRule
 	// MaxInFlightTCP bounds egress TCP handshakes in progress (default 512).
 	MaxInFlightTCP int
+	// MaxHandshakesPerSource bounds the handshakes in progress from one
+	// inner source address (default MaxInFlightTCP/8, at least 1), so that
+	// one cannot hold them all.
+	MaxHandshakesPerSource int
 	// MaxUDPFlows bounds egress UDP flows (default 4096).
 	MaxUDPFlows int
 	// MaxFlowsPerPeer bounds the egress flows, TCP and UDP, from one inner
@@ -101,6 +116,9 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxInFlightTCP <= 0 {
 		c.MaxInFlightTCP = 512
+	}
+	if c.MaxHandshakesPerSource <= 0 {
+		c.MaxHandshakesPerSource = max(1, c.MaxInFlightTCP/8)
 	}
 	if c.MaxUDPFlows <= 0 {
 		c.MaxUDPFlows = 4096

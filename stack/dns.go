@@ -116,7 +116,7 @@ func (e *egress) serveDNSTCP(ln net.Listener) {
 // of the same family: a flow to that address reaches the host's loopback,
 // so "localhost" on the far side means the far host, as a user expects.
 func (e *egress) innerFor(a netip.Addr) netip.Addr {
-	if !a.IsLoopback() {
+	if !a.IsLoopback() || !e.st.cfg.EgressLoopback {
 		return a
 	}
 	for _, p := range e.st.cfg.Addrs {

@@ -33,7 +33,13 @@ type egress struct {
 
 	perPeerMu sync.Mutex
 	perPeer   map[netip.Addr]int // flows open per inner source address
-	refused   atomic.Uint64      // flows refused by a limit
+
+	policy *egressPolicy
+	// Handshakes in progress (the host-side dial) per inner source
+	// address: none may hold more than maxHandshakesPerSource of the
+	// forwarder's MaxInFlightTCP.
+	handshakesMu sync.Mutex
+	handshakes   map[netip.Addr]int
 }
 
 // admit reserves a flow for src, refusing it past the per-peer limit.
@@ -41,7 +47,7 @@ func (e *egress) admit(src netip.Addr) bool {
 	e.perPeerMu.Lock()
 	defer e.perPeerMu.Unlock()
 	if e.perPeer[src] >= e.st.cfg.MaxFlowsPerPeer {
-		e.refused.Add(1)
+		e.policy.refused[RefusedLimit].Add(1)
 		return false
 	}
 	e.perPeer[src]++
@@ -60,7 +66,8 @@ type closer interface{ Close() error }
 
 func (st *Stack) startEgress() error {
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &egress{st: st, ctx: ctx, cancel: cancel, perPeer: make(map[netip.Addr]int), dnsSlots: make(chan struct{}, maxDNSQueries)}
+	e := &egress{st: st, ctx: ctx, cancel: cancel, perPeer: make(map[netip.Addr]int), dnsSlots: make(chan struct{}, maxDNSQueries),
+		policy: newEgressPolicy(st.cfg.EgressAllow, st.cfg.EgressDeny), handshakes: make(map[netip.Addr]int)}
 	st.egr = e
 	// Accept packets for any address, and answer from it.
 	if err := st.s.SetPromiscuousMode(nicID, true); err != nil {
@@ -97,28 +104,47 @@ func (e *egress) close() {
 	}
 }
 
-// target is where a flow to dst goes on the host: the same port on the
-// loopback address for the endpoint's own inner addresses, else dst itself.
-func (e *egress) target(dst netip.AddrPort) netip.AddrPort {
+// target is where a flow to dst goes on the host, or why it may not go.
+// The endpoint's own inner addresses stand for the host itself: with
+// EgressLoopback the flow goes to the same port on the host's loopback
+// address (deny rules still apply), and without it is refused. Anything
+// else is dst itself, as the policy allows.
+func (e *egress) target(dst netip.AddrPort) (netip.AddrPort, EgressRefusal, bool) {
 	for _, a := range e.st.cfg.Addrs {
-		if a.Addr() == dst.Addr() {
-			if dst.Addr().Is4() {
-				return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), dst.Port())
-			}
-			return netip.AddrPortFrom(netip.IPv6Loopback(), dst.Port())
+		if a.Addr() != dst.Addr() {
+			continue
 		}
+		if !e.st.cfg.EgressLoopback {
+			e.policy.refused[RefusedLoopback].Add(1)
+			return dst, RefusedLoopback, false
+		}
+		lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		if dst.Addr().Is6() {
+			lo = netip.IPv6Loopback()
+		}
+		t := netip.AddrPortFrom(lo, dst.Port())
+		if matchesAny(e.policy.deny, t) {
+			e.policy.refused[RefusedDenied].Add(1)
+			return t, RefusedDenied, false
+		}
+		return t, 0, true
 	}
-	return dst
+	why, ok := e.policy.check(dst)
+	return dst, why, ok
 }
 
 // open admits a flow from id's source and dials its target on the host.
 // A flow that is refused or whose dial fails holds no slot afterwards.
 func (e *egress) open(id gvstack.TransportEndpointID, network string) (src netip.Addr, host net.Conn, ok bool) {
 	src = netipAddr(id.RemoteAddress)
+	dst, why, ok := e.target(netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort))
+	if !ok {
+		e.st.log.Debug("egress flow refused", "network", network, "from", src, "to", dst, "reason", why)
+		return src, nil, false
+	}
 	if !e.admit(src) {
 		return src, nil, false
 	}
-	dst := e.target(netip.AddrPortFrom(netipAddr(id.LocalAddress), id.LocalPort))
 	host, err := e.st.cfg.EgressDial(e.ctx, network, dst.String())
 	if err != nil {
 		e.release(src)
@@ -145,7 +171,14 @@ func (e *egress) relayFlow(src netip.Addr, flows *atomic.Int64, relay func()) {
 }
 
 func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
+	src := netipAddr(r.ID().RemoteAddress)
+	if !e.startHandshake(src) {
+		e.policy.refused[RefusedLimit].Add(1)
+		r.Complete(true)
+		return
+	}
 	src, host, ok := e.open(r.ID(), "tcp")
+	e.endHandshake(src)
 	if !ok {
 		r.Complete(true) // a reset, as the target itself would have sent
 		return
@@ -169,7 +202,7 @@ func (e *egress) forwardTCP(r *tcp.ForwarderRequest) {
 
 func (e *egress) forwardUDP(r *udp.ForwarderRequest) bool {
 	if e.udpFlows.Load() >= int64(e.st.cfg.MaxUDPFlows) {
-		e.refused.Add(1)
+		e.policy.refused[RefusedLimit].Add(1)
 		return false // dropped: the table is full
 	}
 	src, host, ok := e.open(r.ID(), "udp")
@@ -199,3 +232,26 @@ type errString string
 
 // Error implements error.
 func (e errString) Error() string { return string(e) }
+
+// startHandshake reserves one of src's share of the handshakes in
+// progress. The forwarder holds a SYN's slot while the host side dials (up
+// to 10 s to an address that never answers): without a share, one inner
+// address sending SYNs to such addresses filled every slot, and every
+// peer's new connections waited for them.
+func (e *egress) startHandshake(src netip.Addr) bool {
+	e.handshakesMu.Lock()
+	defer e.handshakesMu.Unlock()
+	if e.handshakes[src] >= e.st.cfg.MaxHandshakesPerSource {
+		return false
+	}
+	e.handshakes[src]++
+	return true
+}
+
+func (e *egress) endHandshake(src netip.Addr) {
+	e.handshakesMu.Lock()
+	if e.handshakes[src]--; e.handshakes[src] <= 0 {
+		delete(e.handshakes, src)
+	}
+	e.handshakesMu.Unlock()
+}

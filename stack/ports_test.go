@@ -24,7 +24,7 @@ func TestServerClosesFirst(t *testing.T) {
 		c.Write([]byte("bye\n"))
 	})
 	target := netip.AddrPortFrom(netip.MustParseAddr("10.42.0.1"), uint16(host.Addr().(*net.TCPAddr).Port)).String()
-	a, _, la, _ := pairLinks(t, IP, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true})
+	a, _, la, _ := pairLinks(t, IP, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true, EgressLoopback: true})
 	const conns, clients = 3000, 16
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -98,7 +98,7 @@ func TestPortPicker(t *testing.T) {
 func TestDialPortsReleased(t *testing.T) {
 	host := testpeer.TCP(t, "tcp4", "127.0.0.1:0", func(c net.Conn) { c.Write([]byte("bye\n")) })
 	target := netip.AddrPortFrom(netip.MustParseAddr("10.42.0.1"), uint16(host.Addr().(*net.TCPAddr).Port)).String()
-	a, _ := pair(t, IP, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true})
+	a, _ := pair(t, IP, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true, EgressLoopback: true})
 	if err := a.s.SetPortRange(40000, 40999); err != nil {
 		t.Fatal(err)
 	}

@@ -156,6 +156,14 @@ func (st *Stack) Close() error {
 	return nil
 }
 
+// EgressRefused is the number of egress flows refused for why.
+func (st *Stack) EgressRefused(why EgressRefusal) uint64 {
+	if st.egr == nil || why >= numRefusals {
+		return 0
+	}
+	return st.egr.policy.refused[why].Load()
+}
+
 // Stats are what the stack counts beyond gVisor's own statistics.
 type Stats struct {
 	// FramesForOthers counts Ethernet frames for another MAC, ignored.
@@ -164,7 +172,8 @@ type Stats struct {
 	BadFrames uint64
 	// TCPFlows and UDPFlows are egress flows open now.
 	TCPFlows, UDPFlows int64
-	// FlowsRefused counts egress flows refused by a limit.
+	// FlowsRefused counts egress flows refused by a limit; EgressRefused
+	// has every reason.
 	FlowsRefused uint64
 	// SegmentsMerged counts received TCP segments that reached the stack
 	// merged with their neighbours (receive coalescing).
@@ -187,7 +196,7 @@ func (st *Stack) Stats() Stats {
 		IPMalformed: st.s.Stats().IP.MalformedPacketsReceived.Value(), TCPInvalid: tcp.InvalidSegmentsReceived.Value()}
 	if st.egr != nil {
 		s.TCPFlows, s.UDPFlows = st.egr.tcpFlows.Load(), st.egr.udpFlows.Load()
-		s.FlowsRefused = st.egr.refused.Load()
+		s.FlowsRefused = st.egr.policy.refused[RefusedLimit].Load()
 	}
 	return s
 }

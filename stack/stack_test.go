@@ -232,7 +232,7 @@ func TestEgress(t *testing.T) {
 	a, _ := pair(t, Ethernet,
 		Config{Addrs: addrA, Routes: []Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("10.42.0.1")}},
 			DNS: []netip.Addr{netip.MustParseAddr("10.42.0.1")}},
-		Config{Addrs: addrB, Egress: true, EgressDial: dial})
+		Config{Addrs: addrB, Egress: true, EgressLoopback: true, EgressDial: dial})
 	ln := hostEcho(t, "tcp4", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).Port
 
@@ -334,7 +334,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // TestMACFilter: Ethernet frames for another MAC are not taken, even with
 // egress accepting any IP address.
 func TestMACFilter(t *testing.T) {
-	_, b := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true})
+	_, b := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true, EgressLoopback: true})
 	f := make([]byte, 60)
 	copy(f, []byte{0x02, 1, 2, 3, 4, 5})
 	f[12], f[13] = 0x08, 0x00
@@ -378,7 +378,7 @@ func TestParseRoute(t *testing.T) {
 // TestEgressFlowsPerPeer: one peer cannot open more egress flows than its
 // share; the refused handshake is reset, and closing a flow frees a slot.
 func TestEgressFlowsPerPeer(t *testing.T) {
-	a, b := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true, MaxFlowsPerPeer: 3})
+	a, b := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB, Egress: true, EgressLoopback: true, MaxFlowsPerPeer: 3})
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ func startBenchPair(sinkPort, mtu int, extra ...string) (*benchPair, error) {
 	}
 	common = append(common, extra...)
 	far := exec.Command(exe, append([]string{"server", "42", fmt.Sprintf("[::1]:%d", p1), "::1",
-		"--egress", "--addr", "10.42.0.1/24"}, common...)...)
+		"--egress", "--egress-loopback", "--addr", "10.42.0.1/24"}, common...)...)
 	near := exec.Command(exe, append([]string{"client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
 		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:0", "--forward", fmt.Sprintf("127.0.0.1:0=10.42.0.1:%d", sinkPort)}, common...)...)
 	bp := &benchPair{near: near, far: far, target: net.JoinHostPort("10.42.0.1", strconv.Itoa(sinkPort))}

@@ -85,7 +85,7 @@ func startDemo(socksAddr string, log *slog.Logger) (*demo, error) {
 	d.server, err = node.Start(context.Background(), node.Config{
 		Endpoint: nat64.Config{Mode: nat64.Server, VNI: 42, Local: netip.AddrPortFrom(demoServerID, 0),
 			Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: hostA.Listen},
-		Stack:  stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.42.0.1/24"), netip.MustParsePrefix("fd42::1/64")}, Egress: true},
+		Stack:  stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.42.0.1/24"), netip.MustParsePrefix("fd42::1/64")}, Egress: true, EgressLoopback: true},
 		Logger: log.With("end", "server"),
 	})
 	if err != nil {

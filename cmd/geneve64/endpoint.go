@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -82,20 +83,28 @@ func endpointCommand(m modeInfo, stderr io.Writer) *cobra.Command {
 func runNode(cfg node.Config, metricsAddr string, keepalive time.Duration, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var mln net.Listener
+	if metricsAddr != "" {
+		var err error
+		if mln, err = listenMetrics(metricsAddr); err != nil {
+			return err
+		}
+		cfg.Stack.EgressDeny = append(cfg.Stack.EgressDeny, denyListener(mln)...)
+	}
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
+		if mln != nil {
+			mln.Close()
+		}
 		return err
 	}
 	var ms *metricsServer
-	if metricsAddr != "" {
+	if mln != nil {
 		healthy := 3 * keepalive
 		if healthy <= 0 {
 			healthy = 90 * time.Second
 		}
-		if ms, err = startMetrics(metricsAddr, n, healthy, log); err != nil {
-			n.Close()
-			return err
-		}
+		ms = startMetrics(mln, n, healthy, log)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")

@@ -61,10 +61,11 @@ The IPv6 side is a TUN device that policy routing feeds; see the README, "Runnin
 			if metrics != "" {
 				reg := prometheus.NewRegistry()
 				reg.MustRegister(gatewayCollector{g})
-				ms, err := serveMetrics(metrics, reg, func() bool { return true }, nil, log)
+				ln, err := listenMetrics(metrics)
 				if err != nil {
 					return err
 				}
+				ms := serveMetrics(ln, reg, func() bool { return true }, nil, log)
 				defer ms.Close()
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

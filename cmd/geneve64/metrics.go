@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +26,7 @@ type nodeCollector struct {
 
 	frames, bytes, drops, oam, forwarded, pathChanges    *prometheus.Desc
 	peers, rtt, lastSeen, flows, socksActive, socksTotal *prometheus.Desc
-	merged                                               *prometheus.Desc
+	merged, egressRefused                                *prometheus.Desc
 }
 
 func newNodeCollector(n *node.Node) *nodeCollector {
@@ -33,26 +34,27 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		return prometheus.NewDesc("geneve64_"+name, help, labels, nil)
 	}
 	return &nodeCollector{
-		n:           n,
-		frames:      d("frames_total", "Inner frames through the tunnel.", "direction"),
-		bytes:       d("bytes_total", "Inner bytes through the tunnel.", "direction"),
-		drops:       d("drops_total", "Packets dropped, by reason.", "reason"),
-		oam:         d("oam_packets_total", "OAM (keepalive) packets.", "direction"),
-		forwarded:   d("switched_frames_total", "Frames a server switched between peers."),
-		pathChanges: d("path_changes_total", "Learned paths set or moved."),
-		peers:       d("peers", "Peers known now."),
-		rtt:         d("peer_rtt_seconds", "Last keepalive round-trip time.", "peer", "identity"),
-		lastSeen:    d("peer_last_seen_seconds", "Seconds since the last valid packet from the peer.", "peer", "identity"),
-		flows:       d("egress_flows", "Egress flows open now.", "proto"),
-		socksActive: d("socks_connections", "SOCKS5 client connections open now."),
-		socksTotal:  d("socks_connections_total", "SOCKS5 client connections accepted."),
-		merged:      d("tcp_segments_merged_total", "Received TCP segments that reached the netstack merged with others."),
+		n:             n,
+		frames:        d("frames_total", "Inner frames through the tunnel.", "direction"),
+		bytes:         d("bytes_total", "Inner bytes through the tunnel.", "direction"),
+		drops:         d("drops_total", "Packets dropped, by reason.", "reason"),
+		oam:           d("oam_packets_total", "OAM (keepalive) packets.", "direction"),
+		forwarded:     d("switched_frames_total", "Frames a server switched between peers."),
+		pathChanges:   d("path_changes_total", "Learned paths set or moved."),
+		peers:         d("peers", "Peers known now."),
+		rtt:           d("peer_rtt_seconds", "Last keepalive round-trip time.", "peer", "identity"),
+		lastSeen:      d("peer_last_seen_seconds", "Seconds since the last valid packet from the peer.", "peer", "identity"),
+		flows:         d("egress_flows", "Egress flows open now.", "proto"),
+		socksActive:   d("socks_connections", "SOCKS5 client connections open now."),
+		socksTotal:    d("socks_connections_total", "SOCKS5 client connections accepted."),
+		merged:        d("tcp_segments_merged_total", "Received TCP segments that reached the netstack merged with others."),
+		egressRefused: d("egress_refused_total", "Egress flows refused, by reason: a TCP flow is reset, a UDP flow answered ICMP port unreachable.", "reason"),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.frames, c.bytes, c.drops, c.oam, c.forwarded, c.pathChanges,
-		c.peers, c.rtt, c.lastSeen, c.flows, c.socksActive, c.socksTotal, c.merged} {
+		c.peers, c.rtt, c.lastSeen, c.flows, c.socksActive, c.socksTotal, c.merged, c.egressRefused} {
 		ch <- d
 	}
 }
@@ -92,6 +94,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.flows, float64(st.TCPFlows), "tcp")
 	gauge(c.flows, float64(st.UDPFlows), "udp")
 	counter(c.merged, st.SegmentsMerged)
+	for _, r := range stack.EgressRefusals() {
+		counter(c.egressRefused, c.n.Stack.EgressRefused(r), r.String())
+	}
 	if c.n.SOCKS != nil {
 		gauge(c.socksActive, float64(c.n.SOCKS.Active()))
 		counter(c.socksTotal, c.n.SOCKS.Total())
@@ -102,22 +107,57 @@ type metricsServer struct {
 	srv *http.Server
 }
 
+// listenMetrics binds the metrics listener, before the node starts: its
+// address must be known to the egress, which never lets peers reach it.
+func listenMetrics(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return ln, nil
+}
+
+// denyListener returns egress rules for every address the listener ln can
+// be reached at from this host: its own, or with a wildcard address every
+// address of the host and loopback, on its port. /debug/tcp lists every
+// peer's connections; no peer may read it through the egress.
+func denyListener(ln net.Listener) []stack.EgressRule {
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	port := ap.Port()
+	addrs := []netip.Addr{ap.Addr().Unmap()}
+	if ap.Addr().IsUnspecified() {
+		addrs = []netip.Addr{netip.IPv6Loopback(), netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+		if ifs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range ifs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil {
+					addrs = append(addrs, p.Addr().Unmap())
+				}
+			}
+		}
+	}
+	var rules []stack.EgressRule
+	for _, a := range addrs {
+		prefix := netip.PrefixFrom(a, a.BitLen())
+		if a.Is4() && a.IsLoopback() {
+			prefix = netip.MustParsePrefix("127.0.0.0/8") // all of it answers
+		}
+		rules = append(rules, stack.EgressRule{Prefix: prefix, FromPort: port, ToPort: port})
+	}
+	return rules
+}
+
 // startMetrics serves /metrics, /healthz (200 while a peer was heard
-// within healthy, else 503) and /debug/tcp on addr.
-func startMetrics(addr string, n *node.Node, healthy time.Duration, log *slog.Logger) (*metricsServer, error) {
+// within healthy, else 503) and /debug/tcp on ln.
+func startMetrics(ln net.Listener, n *node.Node, healthy time.Duration, log *slog.Logger) *metricsServer {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newNodeCollector(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return serveMetrics(addr, reg, func() bool { return n.Healthy(healthy) }, n.Stack.TCPConns, log)
+	return serveMetrics(ln, reg, func() bool { return n.Healthy(healthy) }, n.Stack.TCPConns, log)
 }
 
 // serveMetrics serves reg, the health check and, when tcpConns is set, the
 // netstack's TCP connections at /debug/tcp, one a line: what `ss -ti`
 // shows of kernel sockets, for the connections no host tool can see.
-func serveMetrics(addr string, reg *prometheus.Registry, healthy func() bool, tcpConns func() []stack.TCPConnInfo, log *slog.Logger) (*metricsServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
+func serveMetrics(ln net.Listener, reg *prometheus.Registry, healthy func() bool, tcpConns func() []stack.TCPConnInfo, log *slog.Logger) *metricsServer {
 	mux := http.NewServeMux()
 	// ContinueOnError: a series that fails to gather (whatever peers did
 	// to cause it) is logged and left out; every other series is served.
@@ -146,7 +186,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, healthy func() bool, tc
 		}
 	}()
 	log.Info("metrics listening", "addr", ln.Addr().String(), "paths", paths)
-	return ms, nil
+	return ms
 }
 
 func (m *metricsServer) Close() error {

@@ -38,6 +38,9 @@ type Settings struct {
 	Forward     []string      `toml:"forward" flag:"forward"`
 	Reverse     []string      `toml:"reverse" flag:"reverse"`
 	Egress      bool          `toml:"egress" flag:"egress"`
+	EgressLoop  bool          `toml:"egress-loopback" flag:"egress-loopback"`
+	EgressAllow []string      `toml:"egress-allow" flag:"egress-allow"`
+	EgressDeny  []string      `toml:"egress-deny" flag:"egress-deny"`
 	SLAAC       bool          `toml:"slaac" flag:"slaac"`
 	Payload     string        `toml:"payload" flag:"payload"`
 	MTU         int           `toml:"mtu" flag:"mtu"`
@@ -84,7 +87,10 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.StringVar(&s.SOCKSPass, "socks-pass", "", "SOCKS5 password")
 	fs.StringArrayVar(&s.Forward, "forward", nil, "[tcp|udp/]HOSTADDR=INNERADDR: listen on the host, connect through the tunnel (repeatable)")
 	fs.StringArrayVar(&s.Reverse, "reverse", nil, "[tcp|udp/]INNERADDR=HOSTADDR: listen in the tunnel, connect on the host (repeatable)")
-	fs.BoolVar(&s.Egress, "egress", false, "serve flows from peers to any address out of this host, and DNS on port 53")
+	fs.BoolVar(&s.Egress, "egress", false, "serve flows from peers out of this host (not to its loopback, link-local, multicast, broadcast or unspecified addresses), and DNS on port 53")
+	fs.BoolVar(&s.EgressLoop, "egress-loopback", false, "egress: flows to this end's own inner address reach the same port on the host's loopback")
+	fs.StringArrayVar(&s.EgressAllow, "egress-allow", nil, "egress: CIDR[:PORT[-PORT]] (repeatable); inside a refused range opens it, elsewhere narrows egress to the allowed")
+	fs.StringArrayVar(&s.EgressDeny, "egress-deny", nil, "egress: CIDR[:PORT[-PORT]] never reached (repeatable); wins over --egress-allow")
 	fs.BoolVar(&s.SLAAC, "slaac", false, "configure inner IPv6 addresses and routes from router advertisements (the far end is a site router)")
 	fs.StringVar(&s.Payload, "payload", d.Payload, "inner payload: ethernet or ip")
 	fs.IntVar(&s.MTU, "mtu", 0, "inner MTU (default: from --path-mtu less every header)")
@@ -267,7 +273,24 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		}
 		sc.DNS = append(sc.DNS, a)
 	}
-	sc.Egress, sc.SLAAC = s.Egress, s.SLAAC
+	sc.Egress, sc.SLAAC, sc.EgressLoopback = s.Egress, s.SLAAC, s.EgressLoop
+	for _, spec := range s.EgressAllow {
+		r, err := stack.ParseEgressRule(spec)
+		if err != nil {
+			return c, usagef("--egress-allow: %v", err)
+		}
+		sc.EgressAllow = append(sc.EgressAllow, r)
+	}
+	for _, spec := range s.EgressDeny {
+		r, err := stack.ParseEgressRule(spec)
+		if err != nil {
+			return c, usagef("--egress-deny: %v", err)
+		}
+		sc.EgressDeny = append(sc.EgressDeny, r)
+	}
+	if !s.Egress && (s.EgressLoop || len(s.EgressAllow)+len(s.EgressDeny) > 0) {
+		return c, usageError{errors.New("--egress-loopback, --egress-allow and --egress-deny shape --egress, which is not on")}
+	}
 	for name, v := range map[string]int{"--max-conns": s.MaxConns, "--max-handshakes": s.MaxHandshk,
 		"--max-udp-flows": s.MaxUDPFlows, "--max-flows-per-peer": s.MaxPerPeer} {
 		if v < 1 {
