@@ -388,3 +388,42 @@ func TestCLIQuietUnderChurn(t *testing.T) {
 		t.Fatalf("300 connections wrote %d log lines:\n%s\n%s", after-before, srv.log(), cli.log())
 	}
 }
+
+// TestCLISOCKSSilentClients: twice --max-conns connections that never
+// send a byte do not lock curl out of the binary's SOCKS5 proxy, and are
+// closed once --socks-handshake-timeout passes.
+func TestCLISOCKSSilentClients(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("curl is required in CI")
+		}
+		t.Skip("curl not installed")
+	}
+	far := startFarHost(t)
+	// One endpoint: its SOCKS5 reaches its own netstack's reverse forward,
+	// which leads to the far host.
+	p := startBinary(t, "symmetric", "42", fmt.Sprintf("[::1]:%d", freeUDPPort(t)), fmt.Sprintf("[::1]:%d", freeUDPPort(t)), "::2",
+		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:0", "--max-conns", "5", "--socks-handshake-timeout", "1s",
+		"--reverse", fmt.Sprintf("10.42.0.2:7000=127.0.0.1:%d", far.port))
+	socksAddr := p.field(t, "SOCKS5 listening", "addr", nil)
+	var silent []net.Conn
+	for range 10 {
+		c, err := net.Dial("tcp", socksAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	out, err := exec.Command(curl, "-sS", "--max-time", "10", "--socks5", socksAddr, "http://10.42.0.2:7000/").CombinedOutput()
+	if err != nil || string(out) != "hello from the far side\n" {
+		t.Fatalf("curl beside 10 silent connections: %q %v", out, err)
+	}
+	for i, c := range silent {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("silent connection %d not closed by the proxy: %v", i, err)
+		}
+	}
+}

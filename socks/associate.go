@@ -22,6 +22,9 @@ const maxUDPFlowsPerAssociation = 256
 // its control connection's IP and, once seen (or as the request names it),
 // one port. The association lives as long as the control connection.
 func (s *Server) associate(ctx context.Context, w io.Writer, req *socks5.Request) error {
+	if err := s.admit(w); err != nil {
+		return err
+	}
 	local, ok1 := req.LocalAddr.(*net.TCPAddr)
 	remote, ok2 := req.RemoteAddr.(*net.TCPAddr)
 	if !ok1 || !ok2 {

@@ -36,14 +36,17 @@ func FuzzServeConn(f *testing.F) {
 		if auth {
 			cfg.User, cfg.Pass = "alice", "s3cret"
 		}
-		s := &Server{cfg: cfg, nw: noNetwork{}, log: quiet(), ctx: context.Background()}
-		s.cfg.UDPIdle = time.Second
+		s := &Server{cfg: cfg, nw: noNetwork{}, log: quiet(), ctx: context.Background(), hs: newHandshakes(8, time.Second)}
+		s.cfg.UDPIdle, s.cfg.MaxConns = time.Second, 8
 		srv := s.newLibServer()
 		client, server := net.Pipe()
+		conn := tcpish{server}
+		s.hs.start(conn)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			srv.ServeConn(tcpish{server})
+			defer s.hs.end(conn)
+			srv.ServeConn(conn)
 		}()
 		client.SetDeadline(time.Now().Add(time.Second))
 		go func() {

@@ -26,8 +26,16 @@ type Config struct {
 	// User and Pass, when User is set, require username/password
 	// authentication (RFC 1929).
 	User, Pass string
-	// MaxConns bounds concurrent client connections (default 4096).
+	// MaxConns bounds client connections past their handshake (default
+	// 4096); more are answered with a general failure.
 	MaxConns int
+	// HandshakeTimeout is how long a client has to finish its greeting,
+	// authentication and request (default 10 s).
+	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds connections still in their handshake (default
+	// 256); past it the oldest is closed, so that silent connections never
+	// keep a real client out.
+	MaxHandshakes int
 	// UDPIdle ends a UDP ASSOCIATE flow idle that long (default 2 min).
 	UDPIdle time.Duration
 	// Logger receives the server's log; slog.Default() by default.
@@ -50,7 +58,11 @@ type Server struct {
 	cancel context.CancelFunc
 	once   sync.Once
 	err    error
+	hs     *handshakes
 }
+
+// DefaultHandshakeTimeout is Config.HandshakeTimeout's default.
+const DefaultHandshakeTimeout = 10 * time.Second
 
 // Listen starts a SOCKS5 server on cfg.Addr whose CONNECT and UDP
 // ASSOCIATE reach targets through nw; domain names are resolved inside the
@@ -63,6 +75,12 @@ func Listen(nw Network, cfg Config) (*Server, error) {
 	if cfg.UDPIdle <= 0 {
 		cfg.UDPIdle = 2 * time.Minute
 	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = 256
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -74,7 +92,8 @@ func Listen(nw Network, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socks: %w", err)
 	}
-	s := &Server{cfg: cfg, nw: nw, ln: ln, log: cfg.Logger.With("socks", ln.Addr().String()), done: make(chan struct{})}
+	s := &Server{cfg: cfg, nw: nw, ln: ln, log: cfg.Logger.With("socks", ln.Addr().String()), done: make(chan struct{}),
+		hs: newHandshakes(cfg.MaxHandshakes, cfg.HandshakeTimeout)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if !isLoopbackAddr(ln.Addr()) && cfg.User == "" {
 		s.log.Warn("SOCKS5 listens beyond loopback without --socks-user: anyone who reaches it can use the tunnel")
@@ -120,6 +139,21 @@ func (s *Server) Close() error {
 	return s.err
 }
 
+// admit ends a client's handshake, once its request has arrived: past
+// MaxConns established connections, the request is answered with a
+// general failure.
+func (s *Server) admit(w io.Writer) error {
+	c, ok := w.(net.Conn)
+	if ok && s.hs.finish(c, s.cfg.MaxConns) {
+		return nil
+	}
+	socks5.SendReply(w, statute.RepServerFailure, nil)
+	s.log.Debug("SOCKS request refused: connection limit reached", "limit", s.cfg.MaxConns)
+	return errConnLimit
+}
+
+var errConnLimit = errors.New("socks: connection limit reached")
+
 // requestContext is ctx, also cancelled when the server closes.
 func (s *Server) requestContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	rctx, cancel := context.WithCancel(s.ctx)
@@ -139,16 +173,13 @@ func (s *Server) serve() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		if s.conns.active.Load() >= int64(s.cfg.MaxConns) {
-			s.log.Debug("SOCKS connection refused: limit reached", "limit", s.cfg.MaxConns)
-			c.Close()
-			continue
-		}
 		if !s.conns.add(c) {
 			return
 		}
+		s.hs.start(c)
 		workers.Go(func() {
 			defer s.conns.done(c)
+			defer s.hs.end(c)
 			if err := s.srv.ServeConn(c); err != nil {
 				s.log.Debug("SOCKS connection ended", "client", c.RemoteAddr(), "err", err)
 			}
@@ -158,6 +189,9 @@ func (s *Server) serve() {
 
 // connect handles CONNECT: dial through the tunnel, then relay with half-close.
 func (s *Server) connect(ctx context.Context, w io.Writer, req *socks5.Request) error {
+	if err := s.admit(w); err != nil {
+		return err
+	}
 	rctx, cancelReq := s.requestContext(ctx)
 	dctx, cancel := context.WithTimeout(rctx, 30*time.Second)
 	target, err := s.nw.DialContext(dctx, "tcp", req.DestAddr.String())

@@ -35,6 +35,7 @@ type Settings struct {
 	SOCKS       string        `toml:"socks" flag:"socks"`
 	SOCKSUser   string        `toml:"socks-user" flag:"socks-user"`
 	SOCKSPass   string        `toml:"socks-pass" flag:"socks-pass"`
+	SOCKSHandTO time.Duration `toml:"socks-handshake-timeout" flag:"socks-handshake-timeout"`
 	Forward     []string      `toml:"forward" flag:"forward"`
 	Reverse     []string      `toml:"reverse" flag:"reverse"`
 	Egress      bool          `toml:"egress" flag:"egress"`
@@ -70,7 +71,7 @@ const (
 )
 
 func defaultSettings() Settings {
-	return Settings{Payload: "ethernet", PathMTU: 1500, Keepalive: nat64.DefaultKeepalive,
+	return Settings{Payload: "ethernet", PathMTU: 1500, Keepalive: nat64.DefaultKeepalive, SOCKSHandTO: socks.DefaultHandshakeTimeout,
 		MaxConns: 4096, MaxHandshk: 512, MaxUDPFlows: 4096, MaxPerPeer: 4096, UDPIdle: 2 * time.Minute,
 		MaxPeers: nat64.DefaultMaxPeers, PeerTimeout: nat64.DefaultPeerTimeout, LogLevel: "info", LogFormat: "text"}
 }
@@ -85,6 +86,7 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.StringVar(&s.SOCKS, "socks", "", "start SOCKS5 on ADDR, e.g. 127.0.0.1:1080 (a bare port means loopback)")
 	fs.StringVar(&s.SOCKSUser, "socks-user", "", "SOCKS5 username (with --socks-pass)")
 	fs.StringVar(&s.SOCKSPass, "socks-pass", "", "SOCKS5 password")
+	fs.DurationVar(&s.SOCKSHandTO, "socks-handshake-timeout", d.SOCKSHandTO, "SOCKS5: close a client that has not finished its greeting, authentication and request in this long (at least 1s)")
 	fs.StringArrayVar(&s.Forward, "forward", nil, "[tcp|udp/]HOSTADDR=INNERADDR: listen on the host, connect through the tunnel (repeatable)")
 	fs.StringArrayVar(&s.Reverse, "reverse", nil, "[tcp|udp/]INNERADDR=HOSTADDR: listen in the tunnel, connect on the host (repeatable)")
 	fs.BoolVar(&s.Egress, "egress", false, "serve flows from peers out of this host (not to its loopback, link-local, multicast, broadcast or unspecified addresses), and DNS on port 53")
@@ -101,7 +103,7 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.StringVar(&s.NAT64Prefix, "nat64-prefix", "", "NAT64 prefix for IPv4 PATHs (default: discovered by RFC 7050)")
 	fs.IntVar(&s.MaxPeers, "max-peers", d.MaxPeers, "server: most clients at once")
 	fs.DurationVar(&s.PeerTimeout, "peer-timeout", d.PeerTimeout, "server: forget a client silent this long (at least 1s)")
-	fs.IntVar(&s.MaxConns, "max-conns", d.MaxConns, "most SOCKS5 client connections at once; more are refused")
+	fs.IntVar(&s.MaxConns, "max-conns", d.MaxConns, "most SOCKS5 clients past their handshake at once; more are refused")
 	fs.IntVar(&s.MaxHandshk, "max-handshakes", d.MaxHandshk, "egress: most TCP handshakes in progress; more SYNs are dropped")
 	fs.IntVar(&s.MaxUDPFlows, "max-udp-flows", d.MaxUDPFlows, "egress: most UDP flows at once; more are dropped")
 	fs.IntVar(&s.MaxPerPeer, "max-flows-per-peer", d.MaxPerPeer, "egress: most TCP and UDP flows from one inner address")
@@ -319,7 +321,11 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		if err != nil {
 			return c, usagef("--socks %q: %v", s.SOCKS, err)
 		}
-		c.SOCKS = &socks.Config{Addr: addr, User: s.SOCKSUser, Pass: s.SOCKSPass, MaxConns: s.MaxConns, UDPIdle: s.UDPIdle}
+		if s.SOCKSHandTO < time.Second {
+			return c, usagef("--socks-handshake-timeout %s: want at least 1s", s.SOCKSHandTO)
+		}
+		c.SOCKS = &socks.Config{Addr: addr, User: s.SOCKSUser, Pass: s.SOCKSPass, MaxConns: s.MaxConns, UDPIdle: s.UDPIdle,
+			HandshakeTimeout: s.SOCKSHandTO}
 	} else if s.SOCKSUser != "" {
 		return c, usagef("--socks-user %q: given without --socks", s.SOCKSUser)
 	}
