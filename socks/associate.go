@@ -13,9 +13,6 @@ import (
 	"github.com/things-go/go-socks5/statute"
 )
 
-// maxUDPFlowsPerAssociation bounds the targets one client may talk to at once.
-const maxUDPFlowsPerAssociation = 256
-
 // associate handles UDP ASSOCIATE. The relay socket is bound to the address
 // the client reached the proxy on, so BND.ADDR is one the client can use
 // (never 0.0.0.0), and it accepts datagrams only from the client that asked:
@@ -25,6 +22,12 @@ func (s *Server) associate(ctx context.Context, w io.Writer, req *socks5.Request
 	if err := s.admit(w); err != nil {
 		return err
 	}
+	if s.udp.Add(1) > int64(s.cfg.MaxUDPAssociations) {
+		s.udp.Add(-1)
+		socks5.SendReply(w, statute.RepServerFailure, nil)
+		return errors.New("associate: too many UDP associations")
+	}
+	defer s.udp.Add(-1)
 	local, ok1 := req.LocalAddr.(*net.TCPAddr)
 	remote, ok2 := req.RemoteAddr.(*net.TCPAddr)
 	if !ok1 || !ok2 {
@@ -41,17 +44,20 @@ func (s *Server) associate(ctx context.Context, w io.Writer, req *socks5.Request
 		return err
 	}
 	clientIP, _ := netip.AddrFromSlice(remote.IP)
-	a := &association{s: s, pc: pc, clientIP: clientIP.Unmap(), flows: make(map[string]net.Conn)}
+	a := &association{s: s, pc: pc, clientIP: clientIP.Unmap()}
 	if req.DestAddr != nil && req.DestAddr.Port != 0 {
 		a.clientPort = uint16(req.DestAddr.Port)
 	}
 	actx, cancel := s.requestContext(ctx)
-	a.wg.Add(1)
-	go a.run(actx)
+	ran := make(chan struct{})
+	go func() { a.run(actx); close(ran) }()
 	io.Copy(io.Discard, req.Reader) // until the client closes the control connection
 	cancel()
 	pc.Close()
-	a.closeFlows()
+	<-ran // inner is set no more
+	if a.inner != nil {
+		a.inner.Close()
+	}
 	a.wg.Wait()
 	return nil
 }
@@ -62,13 +68,21 @@ type association struct {
 	clientIP   netip.Addr
 	clientPort uint16 // 0 until the first datagram, unless the request named it
 
-	mu    sync.Mutex
-	flows map[string]net.Conn
-	wg    sync.WaitGroup
+	// inner is the association's one socket inside the tunnel, opened on
+	// the first datagram: dual-stack and unconnected, it sends to every
+	// target and receives from all of them, so what an association costs
+	// does not grow with the number of targets its client names.
+	inner net.PacketConn
+	// names caches what target names resolved to, at most maxNames.
+	names map[string]netip.Addr
+	wg    sync.WaitGroup // back
 }
 
+// maxNames bounds the names one association remembers; past it, the cache
+// starts anew.
+const maxNames = 256
+
 func (a *association) run(ctx context.Context) {
-	defer a.wg.Done()
 	buf := make([]byte, 65535)
 	for {
 		n, from, err := a.pc.ReadFromUDPAddrPort(buf)
@@ -84,74 +98,72 @@ func (a *association) run(ctx context.Context) {
 		if err != nil || pk.Frag != 0 {
 			continue // malformed, or fragmented (which we do not reassemble)
 		}
-		target := pk.DstAddr.String()
-		flow, err := a.flow(ctx, target, netip.AddrPortFrom(a.clientIP, a.clientPort))
+		to, err := a.target(ctx, pk.DstAddr)
 		if err != nil {
-			a.s.log.Debug("SOCKS UDP target unreachable", "target", target, "err", err)
+			a.s.log.Debug("SOCKS UDP target unreachable", "target", pk.DstAddr.String(), "err", err)
 			continue
 		}
-		flow.Write(pk.Data)
+		if a.inner == nil {
+			if a.inner, err = a.s.nw.ListenPacket("udp", ":0"); err != nil {
+				a.s.log.Debug("SOCKS UDP: no socket inside the tunnel", "err", err)
+				continue
+			}
+			a.wg.Add(1)
+			go a.back(a.inner, netip.AddrPortFrom(a.clientIP, a.clientPort))
+		}
+		a.inner.WriteTo(pk.Data, net.UDPAddrFromAddrPort(to))
 	}
 }
 
-// flow returns the inner UDP socket for target, dialing it on first use.
-func (a *association) flow(ctx context.Context, target string, client netip.AddrPort) (net.Conn, error) {
-	a.mu.Lock()
-	c := a.flows[target]
-	n := len(a.flows)
-	a.mu.Unlock()
-	if c != nil {
-		return c, nil
+// target turns a datagram's destination into an address inside the
+// tunnel, resolving a name there (and remembering it).
+func (a *association) target(ctx context.Context, dst statute.AddrSpec) (netip.AddrPort, error) {
+	if dst.FQDN == "" {
+		ip, ok := netip.AddrFromSlice(dst.IP)
+		if !ok {
+			return netip.AddrPort{}, errors.New("no address")
+		}
+		return netip.AddrPortFrom(ip.Unmap(), uint16(dst.Port)), nil
 	}
-	if n >= maxUDPFlowsPerAssociation {
-		return nil, errors.New("too many UDP targets")
+	if ip, ok := a.names[dst.FQDN]; ok {
+		return netip.AddrPortFrom(ip, uint16(dst.Port)), nil
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	c, err := a.s.nw.DialContext(dctx, "udp", target)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	addrs, err := a.s.nw.LookupNetIP(lctx, "ip", dst.FQDN)
 	cancel()
 	if err != nil {
-		return nil, err
+		return netip.AddrPort{}, err
 	}
-	a.mu.Lock()
-	a.flows[target] = c
-	a.mu.Unlock()
-	a.wg.Add(1)
-	go a.back(target, c, client)
-	return c, nil
+	if len(addrs) == 0 {
+		return netip.AddrPort{}, errors.New("no address for " + dst.FQDN)
+	}
+	if a.names == nil || len(a.names) >= maxNames {
+		a.names = make(map[string]netip.Addr)
+	}
+	a.names[dst.FQDN] = addrs[0].Unmap()
+	return netip.AddrPortFrom(addrs[0].Unmap(), uint16(dst.Port)), nil
 }
 
-// back relays replies from target to the client, wrapped in the SOCKS UDP
-// header naming the address they came from, until the flow is idle.
-func (a *association) back(target string, c net.Conn, client netip.AddrPort) {
+// back relays replies from every target to the client, wrapped in the
+// SOCKS UDP header naming the address each came from.
+func (a *association) back(inner net.PacketConn, client netip.AddrPort) {
 	defer a.wg.Done()
-	defer func() {
-		a.mu.Lock()
-		delete(a.flows, target)
-		a.mu.Unlock()
-		c.Close()
-	}()
-	from := c.RemoteAddr().String()
 	buf := make([]byte, 65535)
 	for {
-		c.SetReadDeadline(time.Now().Add(a.s.cfg.UDPIdle))
-		n, err := c.Read(buf)
+		n, from, err := inner.ReadFrom(buf)
 		if err != nil {
 			return
 		}
-		d, err := statute.NewDatagram(from, buf[:n])
+		src := from.String()
+		if ua, ok := from.(*net.UDPAddr); ok {
+			src = netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port()).String()
+		}
+		d, err := statute.NewDatagram(src, buf[:n])
 		if err != nil {
-			return
+			continue
 		}
 		if _, err := a.pc.WriteToUDPAddrPort(d.Bytes(), client); err != nil {
 			return
 		}
 	}
-}
-
-func (a *association) closeFlows() {
-	a.mu.Lock()
-	for _, c := range a.flows {
-		c.Close()
-	}
-	a.mu.Unlock()
 }

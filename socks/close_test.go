@@ -121,9 +121,7 @@ func TestSilentClientsLockNobodyOut(t *testing.T) {
 			t.Fatalf("silent connection %d still open after its handshake deadline: %v", i, err)
 		}
 	}
-	if p, e := srv.hs.counts(); p != 0 || e != 0 {
-		t.Fatalf("%d pending, %d established after all closed", p, e)
-	}
+	waitFor(t, func() bool { p, e := srv.hs.counts(); return p == 0 && e == 0 })
 }
 
 // TestMaxConnsCountsEstablished: the limit applies to clients past their

@@ -37,7 +37,7 @@ func FuzzServeConn(f *testing.F) {
 			cfg.User, cfg.Pass = "alice", "s3cret"
 		}
 		s := &Server{cfg: cfg, nw: noNetwork{}, log: quiet(), ctx: context.Background(), hs: newHandshakes(8, time.Second)}
-		s.cfg.UDPIdle, s.cfg.MaxConns = time.Second, 8
+		s.cfg.MaxConns, s.cfg.MaxUDPAssociations = 8, 8
 		srv := s.newLibServer()
 		client, server := net.Pipe()
 		conn := tcpish{server}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	socks5 "github.com/things-go/go-socks5"
@@ -36,8 +37,9 @@ type Config struct {
 	// 256); past it the oldest is closed, so that silent connections never
 	// keep a real client out.
 	MaxHandshakes int
-	// UDPIdle ends a UDP ASSOCIATE flow idle that long (default 2 min).
-	UDPIdle time.Duration
+	// MaxUDPAssociations bounds UDP ASSOCIATE sessions at once (default
+	// 256); each holds two 64 KiB buffers however many targets it names.
+	MaxUDPAssociations int
 	// Logger receives the server's log; slog.Default() by default.
 	Logger *slog.Logger
 }
@@ -59,6 +61,7 @@ type Server struct {
 	once   sync.Once
 	err    error
 	hs     *handshakes
+	udp    atomic.Int64 // UDP associations open now
 }
 
 // DefaultHandshakeTimeout is Config.HandshakeTimeout's default.
@@ -72,14 +75,14 @@ func Listen(nw Network, cfg Config) (*Server, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 4096
 	}
-	if cfg.UDPIdle <= 0 {
-		cfg.UDPIdle = 2 * time.Minute
-	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if cfg.MaxHandshakes <= 0 {
 		cfg.MaxHandshakes = 256
+	}
+	if cfg.MaxUDPAssociations <= 0 {
+		cfg.MaxUDPAssociations = 256
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

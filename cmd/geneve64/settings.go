@@ -107,7 +107,7 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.IntVar(&s.MaxHandshk, "max-handshakes", d.MaxHandshk, "egress: most TCP handshakes in progress; more SYNs are dropped")
 	fs.IntVar(&s.MaxUDPFlows, "max-udp-flows", d.MaxUDPFlows, "egress: most UDP flows at once; more are dropped")
 	fs.IntVar(&s.MaxPerPeer, "max-flows-per-peer", d.MaxPerPeer, "egress: most TCP and UDP flows from one inner address")
-	fs.DurationVar(&s.UDPIdle, "udp-idle", d.UDPIdle, "end UDP flows (egress, SOCKS, forwards) idle this long")
+	fs.DurationVar(&s.UDPIdle, "udp-idle", d.UDPIdle, "end UDP flows (egress, forwards) idle this long; a SOCKS5 UDP association lasts as long as its control connection")
 	fs.StringVar(&s.Metrics, "metrics", "", "serve Prometheus /metrics and /healthz on ADDR")
 	fs.StringVar(&s.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&s.LogFormat, "log-format", d.LogFormat, "text or json")
@@ -324,7 +324,7 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		if s.SOCKSHandTO < time.Second {
 			return c, usagef("--socks-handshake-timeout %s: want at least 1s", s.SOCKSHandTO)
 		}
-		c.SOCKS = &socks.Config{Addr: addr, User: s.SOCKSUser, Pass: s.SOCKSPass, MaxConns: s.MaxConns, UDPIdle: s.UDPIdle,
+		c.SOCKS = &socks.Config{Addr: addr, User: s.SOCKSUser, Pass: s.SOCKSPass, MaxConns: s.MaxConns,
 			HandshakeTimeout: s.SOCKSHandTO}
 	} else if s.SOCKSUser != "" {
 		return c, usagef("--socks-user %q: given without --socks", s.SOCKSUser)
