@@ -107,3 +107,33 @@ func TestEgressRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestIsolatePeers: two clients of one server reach each other on the
+// shared segment, unless the server runs with IsolatePeers
+// (--isolate-peers): then each reaches the server and never the other.
+func TestIsolatePeers(t *testing.T) {
+	for _, isolate := range []bool{false, true} {
+		t.Run(fmt.Sprintf("isolate=%v", isolate), func(t *testing.T) {
+			srv := startNode(t, node.Config{
+				Endpoint: nat64.Config{Mode: nat64.Server, VNI: 42, Local: ap("[2001:db8:b::1]:0"), Bind: ap("[::1]:0"),
+					Remote: pf("fdd9:f2f4:ed01::/64"), IsolatePeers: isolate},
+				Stack: stack.Config{Addrs: farAddrs},
+			})
+			a := egressClient(t, srv, "fdd9:f2f4:ed01::2", "10.42.0.2/24")
+			b := egressClient(t, srv, "fdd9:f2f4:ed01::3", "10.42.0.3/24")
+			eventually(t, "both clients up", func() bool { return a.Healthy(time.Minute) && b.Healthy(time.Minute) })
+			for _, c := range []*node.Node{a, b} {
+				if _, err := c.Stack.Ping(withTimeout(t, 5*time.Second), ip("10.42.0.1")); err != nil {
+					t.Fatalf("a client cannot reach the server: %v", err)
+				}
+			}
+			_, err := a.Stack.Ping(withTimeout(t, 2*time.Second), ip("10.42.0.3"))
+			if isolate && err == nil {
+				t.Fatal("client a reached client b through an isolating server")
+			}
+			if !isolate && err != nil {
+				t.Fatalf("client a cannot reach client b: %v", err)
+			}
+		})
+	}
+}

@@ -52,6 +52,11 @@ const (
 	DefaultKeepalive   = 25 * time.Second
 	DefaultMaxPeers    = 64
 	DefaultPeerTimeout = 3 * time.Minute
+	// DefaultMaxAddrsPerPeer, DefaultAddrAge and DefaultGroupRate are the
+	// switch's per-peer bounds.
+	DefaultMaxAddrsPerPeer = 32
+	DefaultAddrAge         = 5 * time.Minute
+	DefaultGroupRate       = 200
 	// silentAfter keepalive intervals without a valid packet, a peer is silent.
 	silentAfter = 3
 )
@@ -85,6 +90,20 @@ type Config struct {
 	MaxPeers int
 	// PeerTimeout expires a server's peers heard from no longer (default 3 min).
 	PeerTimeout time.Duration
+	// MaxAddrsPerPeer bounds the inner addresses (MACs, or IP addresses
+	// with IP payloads) a server's switch learns behind one peer (default
+	// 32); a new one replaces the peer's oldest. AddrAge forgets an
+	// address not heard from for that long (default 5 min, as Linux's
+	// bridge).
+	MaxAddrsPerPeer int
+	AddrAge         time.Duration
+	// GroupRate bounds the broadcast and multicast frames a server floods
+	// from one peer to the others, per second (default 200; bursts of
+	// twice that pass).
+	GroupRate int
+	// IsolatePeers keeps a server's peers apart: frames go between each
+	// peer and the server's own inner network only, never peer to peer.
+	IsolatePeers bool
 	// NAT64Prefix reaches IPv4 PATHs from an IPv6-only host; when not set
 	// and one is needed, it is discovered by RFC 7050.
 	NAT64Prefix netip.Prefix
@@ -150,6 +169,15 @@ func (c *Config) check() error {
 	}
 	if c.PeerTimeout <= 0 {
 		c.PeerTimeout = DefaultPeerTimeout
+	}
+	if c.MaxAddrsPerPeer <= 0 {
+		c.MaxAddrsPerPeer = DefaultMaxAddrsPerPeer
+	}
+	if c.AddrAge <= 0 {
+		c.AddrAge = DefaultAddrAge
+	}
+	if c.GroupRate <= 0 {
+		c.GroupRate = DefaultGroupRate
 	}
 	if c.NAT64Prefix.IsValid() {
 		if err := CheckPrefix(c.NAT64Prefix); err != nil {

@@ -97,7 +97,7 @@ func NewEndpoint(ctx context.Context, cfg Config) (*Endpoint, error) {
 	}
 	if cfg.Mode == Server {
 		e.peers = make(map[netip.AddrPort]*peer)
-		e.sw = newSwitchTable(4096)
+		e.sw = newSwitchTable(cfg.MaxAddrsPerPeer, cfg.AddrAge)
 		return e, nil
 	}
 	path, err := e.resolvePath(ctx)

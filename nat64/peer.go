@@ -29,6 +29,7 @@ type peer struct {
 	seq       atomic.Uint64
 	silent    atomic.Bool
 	expired   atomic.Bool
+	floods    floodBucket // server: what this peer may flood to the others
 }
 
 func (e *Endpoint) newPeer(id netip.Addr, key netip.AddrPort, path netip.AddrPort) *peer {

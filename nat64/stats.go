@@ -21,12 +21,15 @@ const (
 	DropNotGENEVE                    // gateway: not GENEVE on the expected port
 	DropAuth                         // authenticated mode: no valid authentication option
 	DropReplay                       // authenticated mode: a counter seen before, or too old
+	DropFloodLimit                   // server: a peer's broadcast, multicast or unknown frames past GroupRate
+	DropIsolated                     // server with IsolatePeers: a frame from one peer to another
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	"malformed", "vni", "critical", "option", "identity", "peer-limit", "oam",
 	"no-peer", "send-error", "not-allowed", "spoofed", "not-geneve", "auth", "replay",
+	"flood-limit", "isolated",
 }
 
 // String returns the reason's name as used in logs and metrics labels.

@@ -52,6 +52,9 @@ type Settings struct {
 	NAT64Prefix string        `toml:"nat64-prefix" flag:"nat64-prefix"`
 	MaxPeers    int           `toml:"max-peers" flag:"max-peers"`
 	PeerTimeout time.Duration `toml:"peer-timeout" flag:"peer-timeout"`
+	MaxAddrs    int           `toml:"max-addrs-per-peer" flag:"max-addrs-per-peer"`
+	FloodRate   int           `toml:"flood-rate" flag:"flood-rate"`
+	Isolate     bool          `toml:"isolate-peers" flag:"isolate-peers"`
 	MaxConns    int           `toml:"max-conns" flag:"max-conns"`
 	MaxHandshk  int           `toml:"max-handshakes" flag:"max-handshakes"`
 	MaxUDPFlows int           `toml:"max-udp-flows" flag:"max-udp-flows"`
@@ -73,7 +76,8 @@ const (
 func defaultSettings() Settings {
 	return Settings{Payload: "ethernet", PathMTU: 1500, Keepalive: nat64.DefaultKeepalive, SOCKSHandTO: socks.DefaultHandshakeTimeout,
 		MaxConns: 4096, MaxHandshk: 512, MaxUDPFlows: 4096, MaxPerPeer: 4096, UDPIdle: 2 * time.Minute,
-		MaxPeers: nat64.DefaultMaxPeers, PeerTimeout: nat64.DefaultPeerTimeout, LogLevel: "info", LogFormat: "text"}
+		MaxPeers: nat64.DefaultMaxPeers, PeerTimeout: nat64.DefaultPeerTimeout,
+		MaxAddrs: nat64.DefaultMaxAddrsPerPeer, FloodRate: nat64.DefaultGroupRate, LogLevel: "info", LogFormat: "text"}
 }
 
 // registerFlags binds the endpoint flags to s.
@@ -103,6 +107,9 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.StringVar(&s.NAT64Prefix, "nat64-prefix", "", "NAT64 prefix for IPv4 PATHs (default: discovered by RFC 7050)")
 	fs.IntVar(&s.MaxPeers, "max-peers", d.MaxPeers, "server: most clients at once")
 	fs.DurationVar(&s.PeerTimeout, "peer-timeout", d.PeerTimeout, "server: forget a client silent this long (at least 1s)")
+	fs.IntVar(&s.MaxAddrs, "max-addrs-per-peer", d.MaxAddrs, "server: inner MACs (IP addresses with --payload ip) the switch learns behind one client; a new one replaces its oldest")
+	fs.IntVar(&s.FloodRate, "flood-rate", d.FloodRate, "server: broadcast, multicast and unknown frames a second one client may flood to the others")
+	fs.BoolVar(&s.Isolate, "isolate-peers", false, "server: frames go between each client and this end only, never client to client")
 	fs.IntVar(&s.MaxConns, "max-conns", d.MaxConns, "most SOCKS5 clients past their handshake at once; more are refused")
 	fs.IntVar(&s.MaxHandshk, "max-handshakes", d.MaxHandshk, "egress: most TCP handshakes in progress; more SYNs are dropped")
 	fs.IntVar(&s.MaxUDPFlows, "max-udp-flows", d.MaxUDPFlows, "egress: most UDP flows at once; more are dropped")
@@ -242,6 +249,13 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		return c, usagef("--max-peers %d: must be at least 1", s.MaxPeers)
 	}
 	ec.MaxPeers, ec.PeerTimeout = s.MaxPeers, s.PeerTimeout
+	if s.MaxAddrs < 1 {
+		return c, usagef("--max-addrs-per-peer %d: must be at least 1", s.MaxAddrs)
+	}
+	if s.FloodRate < 1 {
+		return c, usagef("--flood-rate %d: must be at least 1", s.FloodRate)
+	}
+	ec.MaxAddrsPerPeer, ec.GroupRate, ec.IsolatePeers = s.MaxAddrs, s.FloodRate, s.Isolate
 	if s.NAT64Prefix != "" {
 		if ec.NAT64Prefix, err = netip.ParsePrefix(s.NAT64Prefix); err != nil {
 			return c, usagef("--nat64-prefix %q: not a prefix", s.NAT64Prefix)
