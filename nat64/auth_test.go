@@ -156,6 +156,7 @@ func TestAuthenticatedEndpoints(t *testing.T) {
 	f1, f2 := ethFrame(0x10, 1, "to the server"), ethFrame(1, 0x10, "to the client")
 	cli.SendFrames([][]byte{f1})
 	ss.waitFor(t, f1)
+	waitUntil(t, "the client's path proven", func() bool { p := srv.Peers(); return len(p) == 1 && p[0].Path.IsValid() })
 	srv.SendFrames([][]byte{f2})
 	sc.waitFor(t, f2)
 	good := srv.Peers()[0].Path

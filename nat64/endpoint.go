@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"geneve64/geneve"
@@ -34,6 +35,9 @@ type Endpoint struct {
 	peers  map[netip.AddrPort]*peer // server: by identity (or outer address without the option)
 	single *peer                    // the one peer of the other modes
 	sw     *switchTable             // server only
+	// fullLogged: the peer table's being full was logged; cleared when a
+	// peer expires, so the log says it once per episode.
+	fullLogged atomic.Bool
 
 	// Authenticated mode: auth signs and verifies, authOff is where the
 	// authentication option starts in every packet, known lists the options

@@ -183,13 +183,17 @@ func TestServerThreeClients(t *testing.T) {
 			Remote: netip.PrefixFrom(idServer, 128), Listen: l, Keepalive: time.Hour})
 		clients, sinks = append(clients, c), append(sinks, s)
 	}
-	// The first echo request of each client teaches the server its path.
-	waitUntil(t, "three peers", func() bool { return len(srv.Peers()) == 3 })
-	for _, p := range srv.Peers() {
-		if !p.Path.IsValid() {
-			t.Fatalf("peer %s has no path", p.Identity)
+	// The first echo request of each client teaches the server its path,
+	// proven by the client's answer to the server's challenge.
+	waitUntil(t, "three peers with proven paths", func() bool {
+		ps := srv.Peers()
+		for _, p := range ps {
+			if !p.Path.IsValid() {
+				return false
+			}
 		}
-	}
+		return len(ps) == 3
+	})
 	// Client 1 broadcasts: the server's stack and clients 2 and 3 get it.
 	bc := ethFrame(0xff, 1, "who has")
 	clients[0].SendFrames([][]byte{bc})
@@ -232,7 +236,7 @@ func TestReceiverDrops(t *testing.T) {
 	c, _ := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(idClient, 0),
 		Path:   Target{Addr: cs.LocalAddr().Addr(), Port: cs.LocalAddr().Port()},
 		Remote: netip.PrefixFrom(idServer, 128), Listen: lc, Keepalive: time.Hour})
-	waitUntil(t, "the client", func() bool { return len(srv.Peers()) == 1 })
+	waitUntil(t, "the client", func() bool { p := srv.Peers(); return len(p) == 1 && p[0].Path.IsValid() })
 	good := srv.Peers()[0].Path
 
 	attacker, _ := loopback(t)
@@ -283,8 +287,10 @@ func TestReceiverDrops(t *testing.T) {
 	if p := srv.Peers(); len(p) != 1 || p[0].Path != good {
 		t.Fatalf("peers %+v, want one at %s", p, good)
 	}
-	// A valid packet from a new address does move the path: roaming.
-	// (Moves are rate-limited: a roaming client keeps sending, and so does this.)
+	// A valid packet from a new address that answers the challenge does
+	// move the path: roaming. (Challenges are rate-limited: a roaming
+	// client keeps sending, and so does this.)
+	answerer(t, attacker, idClient, idServer)
 	waitUntil(t, "roaming", func() bool {
 		attacker.WriteBatch([]Message{{Buf: build(7, goodOpt), Addr: cs.LocalAddr()}})
 		time.Sleep(20 * time.Millisecond)
@@ -331,6 +337,8 @@ func TestPathMovesRateLimited(t *testing.T) {
 	pkt = append(pkt, ethFrame(0x10, 1, "roaming")...)
 	a, _ := loopback(t)
 	b, _ := loopback(t)
+	answerer(t, a, idClient, idServer)
+	answerer(t, b, idClient, idServer)
 	a.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
 	waitUntil(t, "the first path", func() bool { return len(srv.Peers()) == 1 && srv.Peers()[0].Path == a.LocalAddr() })
 	a.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}}) // a second packet: lastMove is set by the move above
@@ -380,12 +388,19 @@ func TestReceiveBatchMemo(t *testing.T) {
 		e.receive(&m, now, rx)
 		local := len(rx.deliver) > 0
 		rx.deliver = rx.deliver[:0]
+		var sent []int // frames queued, not path challenges
+		for j := before; j < rx.out.n; j++ {
+			if !rx.out.oam[j] {
+				sent = append(sent, j)
+			}
+		}
 		forwarded := ""
-		if rx.out.n == before+1 {
-			forwarded = map[netip.Addr]string{b: "b", c: "c"}[rx.out.peers[before].id]
-		} else if rx.out.n != before {
+		if len(sent) == 1 {
+			forwarded = map[netip.Addr]string{b: "b", c: "c"}[rx.out.peers[sent[0]].id]
+		} else if len(sent) > 1 {
 			forwarded = "flooded"
 		}
+		proveAll(e)
 		if local != s.local || forwarded != s.forwarded {
 			t.Fatalf("step %d: delivered %v, forwarded to %q; want %v, %q", i, local, forwarded, s.local, s.forwarded)
 		}

@@ -36,11 +36,12 @@ func (e *Endpoint) maintain(now int64) {
 	interval := int64(e.cfg.Keepalive)
 	for _, p := range e.peerList() {
 		heard := max(p.lastHeard.Load(), p.created)
-		if e.single == nil && now-heard >= int64(e.cfg.PeerTimeout) {
+		_, proven := p.currentPath()
+		if e.single == nil && (now-heard >= int64(e.cfg.PeerTimeout) || (!proven && now-p.created >= int64(unvalidatedTimeout))) {
 			e.expire(p)
 			continue
 		}
-		if interval <= 0 {
+		if interval <= 0 || !proven {
 			continue
 		}
 		idle := now-p.lastSent.Load() >= interval || now-heard >= interval
@@ -70,6 +71,7 @@ func (e *Endpoint) expire(p *peer) {
 	e.mu.Unlock()
 	p.expired.Store(true)
 	e.sw.forget(p)
+	e.fullLogged.Store(false)
 	e.log.Info("peer expired", "identity", p.id)
 }
 

@@ -30,6 +30,10 @@ type peer struct {
 	silent    atomic.Bool
 	expired   atomic.Bool
 	floods    floodBucket // server: what this peer may flood to the others
+	// Path validation (validate.go): the path being proven, and when the
+	// last challenge went out.
+	candidate     atomic.Pointer[candidate]
+	lastChallenge atomic.Int64
 }
 
 func (e *Endpoint) newPeer(id netip.Addr, key netip.AddrPort, path netip.AddrPort) *peer {

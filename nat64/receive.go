@@ -149,7 +149,7 @@ func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
 			e.stats.Drop(DropPeerLimit)
 			return
 		}
-		e.heard(p, m.Addr, now)
+		e.heard(p, m.Addr, now, rx.out)
 		rx.last = rxMemo{peer: p, id: id, from: m.Addr}
 	}
 	if h.OAM {
@@ -216,7 +216,10 @@ func (e *Endpoint) peerFor(id netip.Addr, from netip.AddrPort) *peer {
 	if p = e.peers[key]; p != nil {
 		return p
 	}
-	if len(e.peers) >= e.cfg.MaxPeers {
+	if len(e.peers) >= e.cfg.MaxPeers && !e.evictUnproven() {
+		if e.fullLogged.CompareAndSwap(false, true) {
+			e.log.Warn("peer table full: new peers refused until one expires", "max-peers", e.cfg.MaxPeers)
+		}
 		return nil
 	}
 	p = e.newPeer(id, key, netip.AddrPort{})
@@ -228,10 +231,15 @@ func (e *Endpoint) peerFor(id netip.Addr, from netip.AddrPort) *peer {
 const minMoveInterval = 250 * time.Millisecond
 
 // heard records a valid packet from p and, where the mode learns paths,
-// moves p's path to where the packet came from: the newest valid packet wins.
-func (e *Endpoint) heard(p *peer, from netip.AddrPort, now int64) {
+// moves p's path to where the packet came from: the newest valid packet
+// wins, once the new path has answered a challenge (validate.go).
+func (e *Endpoint) heard(p *peer, from netip.AddrPort, now int64, b *sendBatch) {
 	first := p.lastHeard.Swap(now) == 0
-	if e.cfg.Mode == Server || e.cfg.Mode == Auto {
+	if e.validates() {
+		if cur, ok := p.currentPath(); !ok || cur != from {
+			e.challenge(p, from, now, b)
+		}
+	} else if e.cfg.Mode == Server || e.cfg.Mode == Auto {
 		if cur, ok := p.currentPath(); !ok || cur != from {
 			// Moves are rate-limited per peer: a roaming client waits at most
 			// minMoveInterval, and a stream of packets from ever new sources
@@ -250,7 +258,10 @@ func (e *Endpoint) heard(p *peer, from netip.AddrPort, now int64) {
 		}
 	}
 	if first {
-		path, _ := p.currentPath()
+		path, ok := p.currentPath()
+		if !ok {
+			path = from // the candidate, being validated
+		}
 		e.log.Info("peer heard", "identity", p.id, "path", path, "from", from)
 	}
 	if p.silent.CompareAndSwap(true, false) {
@@ -266,8 +277,34 @@ func (e *Endpoint) handleOAM(p *peer, from netip.AddrPort, m oamMessage, now int
 		var body [oamLen]byte
 		e.enqueueTo(rx.out, p, from, appendOAM(body[:0], oamMessage{kind: oamEchoReply, seq: m.seq, stamp: m.stamp}), true)
 	case oamEchoReply:
-		if m.stamp > 0 && m.stamp <= now {
+		if e.validates() && e.answered(p, from, m.seq, now) {
+			return
+		}
+		if cur, ok := p.currentPath(); ok && cur == from && m.stamp > 0 && m.stamp <= now {
 			p.rtt.Store(now - m.stamp)
 		}
 	}
+}
+
+// evictUnproven makes room in a full peer table by dropping the oldest
+// peer that never proved its path, if there is one: a peer that did is
+// never evicted for a newcomer. The caller holds e.mu.
+func (e *Endpoint) evictUnproven() bool {
+	if !e.validates() {
+		return false
+	}
+	var oldest *peer
+	for _, p := range e.peers {
+		if _, ok := p.currentPath(); !ok && (oldest == nil || p.created < oldest.created) {
+			oldest = p
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	delete(e.peers, oldest.key)
+	oldest.expired.Store(true)
+	e.sw.forget(oldest)
+	e.stats.Evicted.Add(1)
+	return true
 }

@@ -61,6 +61,8 @@ type Stats struct {
 	OAMOut      atomic.Uint64 // OAM packets sent
 	PathChanges atomic.Uint64 // learned paths set or moved
 	PathHeld    atomic.Uint64 // path moves refused by the rate limit (the packet itself was accepted)
+	Challenges  atomic.Uint64 // path validation challenges sent
+	Evicted     atomic.Uint64 // peers that never proved their path, dropped for a newcomer
 	drops       [numDropReasons]atomic.Uint64
 }
 

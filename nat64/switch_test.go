@@ -34,9 +34,22 @@ func (h *switchHarness) from(n byte, frame []byte) (local bool, to []netip.Addr)
 	local = len(h.rx.deliver) > 0
 	h.rx.deliver = h.rx.deliver[:0]
 	for i := 0; i < h.rx.out.n; i++ {
-		to = append(to, h.rx.out.peers[i].id)
+		if !h.rx.out.oam[i] {
+			to = append(to, h.rx.out.peers[i].id)
+		}
 	}
+	proveAll(h.e)
 	return local, to
+}
+
+// proveAll answers every path challenge the endpoint has sent, as its
+// peers would.
+func proveAll(e *Endpoint) {
+	for _, p := range e.peerList() {
+		if c := p.candidate.Load(); c != nil {
+			e.answered(p, c.path, c.challenge, e.clock())
+		}
+	}
 }
 
 // fromStack sends a frame from the server's own stack and returns the

@@ -83,8 +83,8 @@ type Config struct {
 	// MaxInFlightTCP bounds egress TCP handshakes in progress (default 512).
 	MaxInFlightTCP int
 	// MaxHandshakesPerSource bounds the handshakes in progress from one
-	// inner source address (default MaxInFlightTCP/8, at least 1), so that
-	// one cannot hold them all.
+	// inner source address once half of MaxInFlightTCP are taken (default
+	// MaxInFlightTCP/8, at least 1), so that one cannot hold them all.
 	MaxHandshakesPerSource int
 	// MaxUDPFlows bounds egress UDP flows (default 4096).
 	MaxUDPFlows int

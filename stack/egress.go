@@ -38,8 +38,9 @@ type egress struct {
 	// Handshakes in progress (the host-side dial) per inner source
 	// address: none may hold more than maxHandshakesPerSource of the
 	// forwarder's MaxInFlightTCP.
-	handshakesMu sync.Mutex
-	handshakes   map[netip.Addr]int
+	handshakesMu    sync.Mutex
+	handshakes      map[netip.Addr]int
+	handshakesTotal int
 }
 
 // admit reserves a flow for src, refusing it past the per-peer limit.
@@ -233,18 +234,22 @@ type errString string
 // Error implements error.
 func (e errString) Error() string { return string(e) }
 
-// startHandshake reserves one of src's share of the handshakes in
-// progress. The forwarder holds a SYN's slot while the host side dials (up
-// to 10 s to an address that never answers): without a share, one inner
-// address sending SYNs to such addresses filled every slot, and every
-// peer's new connections waited for them.
+// startHandshake reserves a handshake in progress for src. The forwarder
+// holds a SYN's slot while the host side dials (up to 10 s to an address
+// that never answers): without a share, one inner address sending SYNs to
+// such addresses filled every slot, and every peer's new connections
+// waited for them. While under half the slots are taken, any source may
+// take more (a SOCKS5 front-end sends a browser's burst of connections from
+// its one address); past that, a source holding its share gets no more,
+// and the other half stays for everyone else.
 func (e *egress) startHandshake(src netip.Addr) bool {
 	e.handshakesMu.Lock()
 	defer e.handshakesMu.Unlock()
-	if e.handshakes[src] >= e.st.cfg.MaxHandshakesPerSource {
+	if e.handshakes[src] >= e.st.cfg.MaxHandshakesPerSource && 2*e.handshakesTotal >= e.st.cfg.MaxInFlightTCP {
 		return false
 	}
 	e.handshakes[src]++
+	e.handshakesTotal++
 	return true
 }
 
@@ -253,5 +258,6 @@ func (e *egress) endHandshake(src netip.Addr) {
 	if e.handshakes[src]--; e.handshakes[src] <= 0 {
 		delete(e.handshakes, src)
 	}
+	e.handshakesTotal--
 	e.handshakesMu.Unlock()
 }
