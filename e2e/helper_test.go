@@ -15,13 +15,17 @@ import (
 
 // TestHelperProcess is not a test: the kernel tests run this test binary
 // inside network namespaces as a small HTTP server, so the far hosts there
-// need nothing installed. GENEVE64_HELPER="http ADDR" selects it.
+// need nothing installed. GENEVE64_HELPER="http ADDR" selects it, and
+// "udp-sink ADDR" a UDP socket that says what it receives.
 func TestHelperProcess(t *testing.T) {
 	spec := os.Getenv("GENEVE64_HELPER")
 	if spec == "" {
 		t.Skip("helper process for the kernel tests")
 	}
 	kind, addr, _ := strings.Cut(spec, " ")
+	if kind == "udp-sink" {
+		udpSink(addr)
+	}
 	if kind != "http" {
 		fmt.Fprintln(os.Stderr, "unknown helper", kind)
 		os.Exit(2)
@@ -52,4 +56,32 @@ func helperMux() *http.ServeMux {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from the far side\n") })
 	return mux
+}
+
+// udpSink prints a line for every datagram that reaches addr, then exits
+// when its input closes.
+func udpSink(addr string) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening", pc.LocalAddr())
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			os.Exit(0)
+		}
+		fmt.Printf("received %d bytes from %s: %q\n", n, from, buf[:n])
+	}
+}
+
+// helperExe is this test binary, which TestHelperProcess turns into a helper.
+func helperExe(t *testing.T) string {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }

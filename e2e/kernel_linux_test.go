@@ -6,12 +6,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"geneve64/geneve"
+	"geneve64/nat64"
 )
 
 // The kernel topology: two IPv6-only sites, each behind a NAT64 (TAYGA with
@@ -290,5 +295,61 @@ func TestKernelGatewayPrivileges(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("message lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestKernelGatewayRefusesItself: an allowed site host sends GENEVE from
+// port 6081 to the NAT64 prefix with the gateway's own loopback embedded
+// (64:ff9b::127.0.0.1 port 5514, where a syslog-like canary listens on the
+// gateway's host). It used to be delivered there, from the gateway's own
+// address; now it is refused and counted, and an ordinary destination
+// still goes.
+func TestKernelGatewayRefusesItself(t *testing.T) {
+	l := newNATLab(t, false, true)
+	canary := l.start(l.natB, "canary", []string{"GENEVE64_HELPER=udp-sink 127.0.0.1:5514"}, helperExe(t), "-test.run=^TestHelperProcess$")
+	l.waitLog(canary, "listening")
+	opt, err := nat64.AppendOption(nil, nat64.Endpoints{Src: ip("2001:db8:b::1"), Dst: ip("2001:db8:a::1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt, _ := (&geneve.Header{Protocol: geneve.ProtocolEthernet, VNI: 42, OptionBytes: opt}).Append(nil)
+	pkt = append(pkt, "<13>forged syslog line"...)
+	send := func(to string) {
+		err := inNetns(l.siteB, func() error {
+			c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.ParseIP("2001:db8:b::1"), Port: 6081})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for range 5 {
+				if _, err := c.WriteToUDPAddrPort(pkt, netip.MustParseAddrPort(to)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("[2001:db8:64::127.0.0.1]:5514")
+	send("[2001:db8:64::7f00:35]:53") // 127.0.0.53, a local resolver
+	send("[2001:db8:64::198.51.100.7]:6081")
+	deadline := time.Now().Add(10 * time.Second)
+	var m string
+	for time.Now().Before(deadline) {
+		m = l.in(l.natB, "curl", "-sS", "http://127.0.0.1:9101/metrics")
+		if strings.Contains(m, `geneve64_gateway_refused_total{reason="loopback"} 10`) &&
+			strings.Contains(m, `geneve64_gateway_relayed_total{direction="to-ipv4"} 5`) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(m, `geneve64_gateway_refused_total{reason="loopback"} 10`) ||
+		!strings.Contains(m, `geneve64_gateway_relayed_total{direction="to-ipv4"} 5`) {
+		t.Fatalf("gateway metrics:\n%s", m)
+	}
+	if strings.Contains(canary.logText(), "received") {
+		t.Fatalf("the canary on the gateway's loopback received:\n%s", canary.logText())
 	}
 }

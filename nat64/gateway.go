@@ -20,8 +20,14 @@ type GatewayRules struct {
 	// Allowed are the IPv6 prefixes the gateway serves. At least one is
 	// required; "::/0" makes an open relay and must be said explicitly.
 	Allowed []netip.Prefix
-	// Stats counts the drops; may be nil.
-	Stats *Stats
+	// AllowPrivate lets the gateway relay to private IPv4 networks (10/8,
+	// 172.16/12, 192.168/16, 100.64/10) and IPv6 unique local addresses:
+	// off, those beside the gateway are out of the extension's reach.
+	AllowPrivate bool
+	// Stats counts the drops, and Refused the forbidden destinations by
+	// reason; either may be nil.
+	Stats   *Stats
+	Refused *GatewayRefusalCounts
 }
 
 // Check validates the rules' configuration.
@@ -96,6 +102,9 @@ func (g *GatewayRules) Inbound(src, dst netip.AddrPort, payload []byte) (outSrc,
 	if !g.allowed(e.Dst) {
 		return g.drop(DropNotAllowed)
 	}
+	if why, ok := g.destination(e.Dst); !ok {
+		return g.refuse(why)
+	}
 	from, err := Embed(g.Prefix, src.Addr())
 	if err != nil {
 		return g.drop(DropMalformed)
@@ -126,6 +135,9 @@ func (g *GatewayRules) Outbound(src, dst netip.AddrPort, payload []byte) (outSrc
 	}
 	if e.Src != src.Addr() {
 		return g.drop(DropSpoofed)
+	}
+	if why, ok := g.destination(v4); !ok {
+		return g.refuse(why)
 	}
 	return netip.AddrPortFrom(g.IPv4, g.port()), netip.AddrPortFrom(v4, dst.Port()), 0, true
 }

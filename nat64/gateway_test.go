@@ -110,3 +110,74 @@ func TestGatewayAllocs(t *testing.T) {
 		t.Fatalf("%v allocs per packet", n)
 	}
 }
+
+// TestGatewayForbiddenDestinations: an allowed host sent through the
+// gateway to 64:ff9b::127.0.0.1 port 5514 and delivered a forged syslog
+// line on the gateway's loopback; 127.0.0.53 and 0.0.0.0 passed too; with
+// --allow ::/0 one packet addressed to the gateway itself looped at 60,000
+// relays/s. None of these is relayed now, each refusal counted by reason;
+// private networks pass only with AllowPrivate.
+func TestGatewayForbiddenDestinations(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	for _, allowPrivate := range []bool{false, true} {
+		var refused GatewayRefusalCounts
+		var stats Stats
+		g := &GatewayRules{Prefix: WellKnownPrefix, IPv4: netip.MustParseAddr("203.0.113.90"),
+			Allowed: []netip.Prefix{netip.MustParsePrefix("::/0")}, Stats: &stats, Refused: &refused, AllowPrivate: allowPrivate}
+		hostB := netip.MustParseAddr("2001:db8:b::1")
+		out := func(v4 string) (GatewayRefusal, bool) {
+			dst := netip.AddrPortFrom(netip.MustParseAddr("64:ff9b::"+v4), 5514)
+			var before [numGatewayRefusals]uint64
+			for i := range refused {
+				before[i] = refused[i].Load()
+			}
+			_, _, why, ok := g.Outbound(ap("[2001:db8:b::1]:6081"), dst, gatewayPacket(t, hostB, idA))
+			if ok {
+				return 0, true
+			}
+			if why != DropForbidden {
+				t.Fatalf("to %s: dropped as %s, want forbidden", v4, why)
+			}
+			for i := range refused {
+				if refused[i].Load() > before[i] {
+					return GatewayRefusal(i), false
+				}
+			}
+			t.Fatalf("to %s: refused but not counted", v4)
+			return 0, false
+		}
+		for _, tc := range []struct {
+			v4  string
+			why GatewayRefusal
+			ok  bool
+		}{
+			{"127.0.0.1", RefusedLoopback, false}, {"127.0.0.53", RefusedLoopback, false},
+			{"0.0.0.0", RefusedUnspecified, false}, {"169.254.169.254", RefusedLinkLocal, false},
+			{"224.0.0.1", RefusedMulticast, false}, {"255.255.255.255", RefusedBroadcast, false},
+			{"240.0.0.1", RefusedReserved, false}, {"203.0.113.90", RefusedOwn, false},
+			{"10.1.2.3", RefusedPrivate, allowPrivate}, {"192.168.1.1", RefusedPrivate, allowPrivate},
+			{"100.64.0.1", RefusedPrivate, allowPrivate}, {"172.16.0.1", RefusedPrivate, allowPrivate},
+			{"198.51.100.7", 0, true}, {"8.8.8.8", 0, true},
+		} {
+			why, ok := out(tc.v4)
+			if ok != tc.ok || (!ok && why != tc.why) {
+				t.Errorf("private %v: to %s: ok %v %s, want %v %s", allowPrivate, tc.v4, ok, why, tc.ok, tc.why)
+			}
+		}
+		// Inbound: the option names where the packet goes on the site.
+		for _, tc := range []struct {
+			dst string
+			why GatewayRefusal
+		}{
+			{"::1", RefusedLoopback}, {"::", RefusedUnspecified}, {"fe80::1", RefusedLinkLocal},
+			{"ff02::1", RefusedMulticast},
+			{"64:ff9b::cb00:715a", RefusedOwn}, // the NAT64 prefix: back into the gateway, a loop
+		} {
+			before := refused[tc.why].Load()
+			pkt := gatewayPacket(t, idA, netip.MustParseAddr(tc.dst))
+			if _, _, _, ok := g.Inbound(ap("192.0.2.1:6081"), ap("203.0.113.90:6081"), pkt); ok || refused[tc.why].Load() != before+1 {
+				t.Errorf("inbound to %s: relayed %v, want refused as %s", tc.dst, ok, tc.why)
+			}
+		}
+	}
+}

@@ -23,13 +23,14 @@ const (
 	DropReplay                       // authenticated mode: a counter seen before, or too old
 	DropFloodLimit                   // server: a peer's broadcast, multicast or unknown frames past GroupRate
 	DropIsolated                     // server with IsolatePeers: a frame from one peer to another
+	DropForbidden                    // gateway: a destination it never relays to (GatewayRefusal says which)
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	"malformed", "vni", "critical", "option", "identity", "peer-limit", "oam",
 	"no-peer", "send-error", "not-allowed", "spoofed", "not-geneve", "auth", "replay",
-	"flood-limit", "isolated",
+	"flood-limit", "isolated", "forbidden",
 }
 
 // String returns the reason's name as used in logs and metrics labels.

@@ -18,6 +18,7 @@ import (
 func gatewayCommand(stderr io.Writer) *cobra.Command {
 	var ipv4, prefix, metrics, tun, logLevel, logFormat string
 	var allow []string
+	var allowPrivate bool
 	var port uint16
 	var mtu int
 	cmd := &cobra.Command{
@@ -33,7 +34,7 @@ The IPv6 side is a TUN device that policy routing feeds; see the README, "Runnin
 			if err != nil {
 				return err
 			}
-			rules := nat64.GatewayRules{Port: port}
+			rules := nat64.GatewayRules{Port: port, AllowPrivate: allowPrivate}
 			if rules.IPv4, err = netip.ParseAddr(ipv4); err != nil || !rules.IPv4.Is4() {
 				return usagef("--ipv4 %q: not an IPv4 address", ipv4)
 			}
@@ -79,6 +80,7 @@ The IPv6 side is a TUN device that policy routing feeds; see the README, "Runnin
 	f.StringVar(&ipv4, "ipv4", "", "the gateway's public IPv4 address")
 	f.StringVar(&prefix, "prefix", nat64.WellKnownPrefix.String(), "the NAT64 prefix")
 	f.StringArrayVar(&allow, "allow", nil, "IPv6 prefix of hosts this gateway serves (repeatable, required)")
+	f.BoolVar(&allowPrivate, "allow-private", false, "relay to private IPv4 networks (10/8, 172.16/12, 192.168/16, 100.64/10) and IPv6 ULAs too")
 	f.Uint16Var(&port, "port", 6081, "GENEVE port")
 	f.StringVar(&tun, "tun", "geneve64gw", "TUN device for the IPv6 side")
 	f.IntVar(&mtu, "mtu", 1500, "site link MTU: larger packets to IPv6 hosts are fragmented")
@@ -95,14 +97,22 @@ type gatewayCollector struct{ g *gateway.Gateway }
 var (
 	gwRelayed = prometheus.NewDesc("geneve64_gateway_relayed_total", "Packets relayed, by direction.", []string{"direction"}, nil)
 	gwDrops   = prometheus.NewDesc("geneve64_gateway_drops_total", "Packets dropped, by reason.", []string{"reason"}, nil)
+	gwRefused = prometheus.NewDesc("geneve64_gateway_refused_total", "Packets not relayed for their destination, by reason.", []string{"reason"}, nil)
 )
 
-func (gatewayCollector) Describe(ch chan<- *prometheus.Desc) { ch <- gwRelayed; ch <- gwDrops }
+func (gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- gwRelayed
+	ch <- gwDrops
+	ch <- gwRefused
+}
 
 func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(gwRelayed, prometheus.CounterValue, float64(c.g.In.Load()), "to-ipv6")
 	ch <- prometheus.MustNewConstMetric(gwRelayed, prometheus.CounterValue, float64(c.g.Out.Load()), "to-ipv4")
 	for _, r := range nat64.DropReasons() {
 		ch <- prometheus.MustNewConstMetric(gwDrops, prometheus.CounterValue, float64(c.g.Stats().Drops(r)), r.String())
+	}
+	for _, r := range nat64.GatewayRefusals() {
+		ch <- prometheus.MustNewConstMetric(gwRefused, prometheus.CounterValue, float64(c.g.Refused().Load(r)), r.String())
 	}
 }

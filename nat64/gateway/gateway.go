@@ -38,6 +38,7 @@ type Gateway struct {
 	// Fragments counts IPv6 fragments read from the TUN, which the gateway
 	// does not reassemble.
 	Fragments atomic.Uint64
+	refused   nat64.GatewayRefusalCounts
 	fragID    atomic.Uint32
 	wg        sync.WaitGroup
 	once      sync.Once
@@ -65,7 +66,7 @@ func Start(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger}
-	g.cfg.Rules.Stats = &g.stats
+	g.cfg.Rules.Stats, g.cfg.Rules.Refused = &g.stats, &g.refused
 	tun, err := openTUN(cfg.TUN)
 	if err != nil {
 		return nil, err
@@ -80,6 +81,11 @@ func Start(cfg Config) (*Gateway, error) {
 		tun.Close()
 		return nil, fmt.Errorf("gateway: binding %s: %w", laddr, err)
 	}
+	if err := enableRecvTTL(g.v4); err != nil {
+		g.v4.Close()
+		tun.Close()
+		return nil, fmt.Errorf("gateway: asking for received TTLs: %w", err)
+	}
 	g.log.Info("gateway listening", "ipv4", g.v4.LocalAddr().String(), "tun", cfg.TUN, "prefix", cfg.Rules.Prefix, "allowed", cfg.Rules.Allowed)
 	g.wg.Add(2)
 	go g.inbound()
@@ -89,6 +95,9 @@ func Start(cfg Config) (*Gateway, error) {
 
 // Stats are the gateway's drop counters.
 func (g *Gateway) Stats() *nat64.Stats { return &g.stats }
+
+// Refused counts the destinations the gateway would not relay to, by reason.
+func (g *Gateway) Refused() *nat64.GatewayRefusalCounts { return &g.refused }
 
 // Close stops relaying.
 func (g *Gateway) Close() error {
@@ -104,11 +113,12 @@ func (g *Gateway) Close() error {
 func (g *Gateway) inbound() {
 	defer g.wg.Done()
 	buf := make([]byte, 65535)
+	oob := make([]byte, ttlOOBLen)
 	out := make([]byte, 0, 65535+ipv6HeaderLen+udpHeaderLen)
 	frag := make([]byte, 0, g.cfg.MTU)
 	local := netip.AddrPortFrom(g.cfg.Rules.IPv4, g.v4.LocalAddr().(*net.UDPAddr).AddrPort().Port())
 	for {
-		n, from, err := g.v4.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := g.v4.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -121,7 +131,13 @@ func (g *Gateway) inbound() {
 		if !ok {
 			continue
 		}
+		hop, ok := decrement(ttlOf(oob[:oobn]))
+		if !ok {
+			g.refuse(nat64.RefusedHopLimit)
+			continue
+		}
 		out = appendIPv6UDP(out[:0], s6, d6, buf[:n])
+		out[7] = hop // the hop limit, outside the UDP checksum
 		err = fragment(out, g.cfg.MTU, g.fragID.Add(1), frag, func(p []byte) error {
 			_, err := g.tun.Write(p)
 			return err
@@ -139,6 +155,7 @@ func (g *Gateway) inbound() {
 func (g *Gateway) outbound() {
 	defer g.wg.Done()
 	buf := make([]byte, 65535)
+	oob := make([]byte, ttlOOBLen)
 	for {
 		n, err := g.tun.Read(buf)
 		if err != nil {
@@ -162,11 +179,34 @@ func (g *Gateway) outbound() {
 		if !ok {
 			continue
 		}
-		if _, err := g.v4.WriteToUDPAddrPort(payload, d4); err != nil {
+		ttl, ok := decrement(buf[7]) // the IPv6 hop limit
+		if !ok {
+			g.refuse(nat64.RefusedHopLimit)
+			continue
+		}
+		if _, _, err := g.v4.WriteMsgUDPAddrPort(payload, ttlMessage(oob, ttl), d4); err != nil {
 			g.log.Debug("gateway IPv4 send failed", "to", d4, "err", err)
 			g.stats.Drop(nat64.DropSendError)
 			continue
 		}
 		g.Out.Add(1)
 	}
+}
+
+// decrement is what a router does to a TTL or hop limit: the next hop's
+// value, or false when the packet must not go on. 0 means the kernel did
+// not say, and the packet starts afresh at 64.
+func decrement(hop uint8) (uint8, bool) {
+	switch hop {
+	case 0:
+		return defaultHopLimit, true
+	case 1:
+		return 0, false
+	}
+	return hop - 1, true
+}
+
+func (g *Gateway) refuse(why nat64.GatewayRefusal) {
+	g.refused[why].Add(1)
+	g.stats.Drop(nat64.DropForbidden)
 }
