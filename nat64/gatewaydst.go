@@ -58,11 +58,14 @@ func (c *GatewayRefusalCounts) Load(why GatewayRefusal) uint64 {
 	return c[why].Load()
 }
 
+// addrClass is a range of addresses the gateway refuses, and why.
+type addrClass struct {
+	p   netip.Prefix
+	why GatewayRefusal
+}
+
 var (
-	v4Classes = []struct {
-		p   netip.Prefix
-		why GatewayRefusal
-	}{
+	v4Classes = []addrClass{
 		{netip.MustParsePrefix("127.0.0.0/8"), RefusedLoopback},
 		{netip.MustParsePrefix("0.0.0.0/8"), RefusedUnspecified},
 		{netip.MustParsePrefix("169.254.0.0/16"), RefusedLinkLocal},
@@ -74,10 +77,7 @@ var (
 		{netip.MustParsePrefix("192.168.0.0/16"), RefusedPrivate},
 		{netip.MustParsePrefix("100.64.0.0/10"), RefusedPrivate},
 	}
-	v6Classes = []struct {
-		p   netip.Prefix
-		why GatewayRefusal
-	}{
+	v6Classes = []addrClass{
 		{netip.MustParsePrefix("::1/128"), RefusedLoopback},
 		{netip.MustParsePrefix("::/128"), RefusedUnspecified},
 		{netip.MustParsePrefix("fe80::/10"), RefusedLinkLocal},

@@ -290,19 +290,11 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		sc.DNS = append(sc.DNS, a)
 	}
 	sc.Egress, sc.SLAAC, sc.EgressLoopback = s.Egress, s.SLAAC, s.EgressLoop
-	for _, spec := range s.EgressAllow {
-		r, err := stack.ParseEgressRule(spec)
-		if err != nil {
-			return c, usagef("--egress-allow: %v", err)
-		}
-		sc.EgressAllow = append(sc.EgressAllow, r)
+	if sc.EgressAllow, err = parseEgressRules("--egress-allow", s.EgressAllow); err != nil {
+		return c, err
 	}
-	for _, spec := range s.EgressDeny {
-		r, err := stack.ParseEgressRule(spec)
-		if err != nil {
-			return c, usagef("--egress-deny: %v", err)
-		}
-		sc.EgressDeny = append(sc.EgressDeny, r)
+	if sc.EgressDeny, err = parseEgressRules("--egress-deny", s.EgressDeny); err != nil {
+		return c, err
 	}
 	if !s.Egress && (s.EgressLoop || len(s.EgressAllow)+len(s.EgressDeny) > 0) {
 		return c, usageError{errors.New("--egress-loopback, --egress-allow and --egress-deny shape --egress, which is not on")}
@@ -366,4 +358,18 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 		return c, usageError{errors.New("--addr (or --slaac) is needed for SOCKS, forwards and egress: the netstack has no address")}
 	}
 	return c, nil
+}
+
+// parseEgressRules parses the values of an --egress-allow or --egress-deny
+// flag.
+func parseEgressRules(flag string, specs []string) ([]stack.EgressRule, error) {
+	var rules []stack.EgressRule
+	for _, spec := range specs {
+		r, err := stack.ParseEgressRule(spec)
+		if err != nil {
+			return nil, usagef("%s: %v", flag, err)
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
 }
