@@ -72,6 +72,11 @@ func (e *Endpoint) expire(p *peer) {
 	p.expired.Store(true)
 	e.sw.forget(p)
 	e.fullLogged.Store(false)
+	if _, proven := p.currentPath(); !proven {
+		// Forged sources make such peers at will: not worth a line each.
+		e.log.Debug("unproven peer expired", "identity", p.id)
+		return
+	}
 	e.log.Info("peer expired", "identity", p.id)
 }
 
