@@ -14,7 +14,9 @@ import (
 // runtime's system-call bookkeeping, and with it a cost that dominated a
 // small exchange: the first tracked call after the process was idle wakes
 // the runtime's monitor thread, one more context switch per packet
-// exchange on a busy CPU (README, Performance, change 16).
+// exchange on a busy CPU: a scheduler trace of the pinned ping-pong showed
+// 8 context switches per round trip where 6 would do, and going raw took
+// its p50 from 110-118 to 85-91 µs.
 
 // sysRead reads fd into b (len(b) > 0).
 func sysRead(fd uintptr, b []byte) (int, syscall.Errno) {
