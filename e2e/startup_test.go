@@ -51,6 +51,8 @@ func TestCLIStartupFailures(t *testing.T) {
 			[]string{takenTCP, "address already in use"}},
 		{"metrics port taken", []string{bin, "symmetric", "42", free(), free(), "::2", "--metrics", takenTCP},
 			[]string{"metrics", takenTCP, "address already in use"}},
+		{"demo's SOCKS port taken", []string{bin, "demo", "--once", "--socks", takenTCP},
+			[]string{takenTCP, "address already in use", "try --socks"}},
 		{"PATH does not resolve", []string{bin, "client", "42", "fdd9::1", "nonexistent.invalid", "::1"},
 			[]string{"PATH", "nonexistent.invalid"}},
 	}

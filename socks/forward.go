@@ -166,7 +166,7 @@ func (fw *Forwarder) serveTCP() {
 	for {
 		c, err := fw.ln.Accept()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "closed") {
+			if !errors.Is(err, net.ErrClosed) {
 				fw.log.Warn("accept failed", "err", err)
 			}
 			return

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	socks5 "github.com/things-go/go-socks5"
@@ -202,10 +203,10 @@ func (s *Server) connect(ctx context.Context, w io.Writer, req *socks5.Request) 
 	cancelReq()
 	if err != nil {
 		rep := statute.RepHostUnreachable
-		switch msg := err.Error(); {
-		case strings.Contains(msg, "refused"):
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
 			rep = statute.RepConnectionRefused
-		case strings.Contains(msg, "no route") || strings.Contains(msg, "unreachable"):
+		case errors.Is(err, syscall.ENETUNREACH):
 			rep = statute.RepNetworkUnreachable
 		}
 		socks5.SendReply(w, rep, nil)

@@ -167,7 +167,7 @@ func (st *Stack) dialTCP(ctx context.Context, full tcpip.FullAddress, proto tcpi
 	var wq waiter.Queue
 	ep, terr := st.s.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
 	if terr != nil {
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New(terr.String())}
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errnoOf(terr)}
 	}
 	// Connect always answers "started"; the end of the handshake shows as
 	// the endpoint becoming writable.
@@ -185,7 +185,7 @@ func (st *Stack) dialTCP(ctx context.Context, full tcpip.FullAddress, proto tcpi
 	r, terr := st.s.FindRoute(0, tcpip.Address{}, full.Addr, proto, false)
 	if terr != nil {
 		ep.Close()
-		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: tcpAddr(full), Err: errors.New(terr.String())}
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: tcpAddr(full), Err: errnoOf(terr)}
 	}
 	local := r.LocalAddress()
 	r.Release()
@@ -210,7 +210,7 @@ func (st *Stack) dialTCP(ctx context.Context, full tcpip.FullAddress, proto tcpi
 			src = tcpAddr(la)
 		}
 		ep.Close()
-		return nil, &net.OpError{Op: "connect", Net: "tcp", Source: src, Addr: tcpAddr(full), Err: errors.New(terr.String())}
+		return nil, &net.OpError{Op: "connect", Net: "tcp", Source: src, Addr: tcpAddr(full), Err: errnoOf(terr)}
 	}
 	return newTCPConn(&wq, ep), nil
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -490,5 +491,15 @@ func TestTCPSettingsFromEnv(t *testing.T) {
 		if _, err := tcpSettingsFromEnv(); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestDialErrorsAreErrnos: a dial into the tunnel fails with the
+// syscall.Errno the host's stack would give, so callers use errors.Is.
+func TestDialErrorsAreErrnos(t *testing.T) {
+	a, _ := pair(t, Ethernet, Config{Addrs: addrA}, Config{Addrs: addrB})
+	_, err := a.DialContext(ctx(t), "tcp", "10.42.0.1:9") // nobody listens
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial to a closed port: %v, want ECONNREFUSED", err)
 	}
 }

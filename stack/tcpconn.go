@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"errors"
 	"io"
 	"net"
 	"sync"
@@ -42,7 +41,7 @@ func (c *TCPConn) TryRead(b []byte) (int, error) {
 	case *tcpip.ErrClosedForReceive:
 		return 0, io.EOF
 	default:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.New(err.String())}
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errnoOf(err)}
 	}
 }
 
@@ -83,16 +82,16 @@ func (st *Stack) listenTCP(full tcpip.FullAddress, proto tcpip.NetworkProtocolNu
 	wq := new(waiter.Queue)
 	ep, terr := st.s.NewEndpoint(tcp.ProtocolNumber, proto, wq)
 	if terr != nil {
-		return nil, &net.OpError{Op: "listen", Net: "tcp", Err: errors.New(terr.String())}
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Err: errnoOf(terr)}
 	}
 	addr := tcpAddr(full)
 	if terr := ep.Bind(full); terr != nil {
 		ep.Close()
-		return nil, &net.OpError{Op: "bind", Net: "tcp", Addr: addr, Err: errors.New(terr.String())}
+		return nil, &net.OpError{Op: "bind", Net: "tcp", Addr: addr, Err: errnoOf(terr)}
 	}
 	if terr := ep.Listen(listenBacklog); terr != nil {
 		ep.Close()
-		return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: addr, Err: errors.New(terr.String())}
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: addr, Err: errnoOf(terr)}
 	}
 	return &tcpListener{TCPListener: gonet.NewTCPListener(st.s, wq, ep), ep: ep, wq: wq, closed: make(chan struct{})}, nil
 }
@@ -108,7 +107,7 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 			return newTCPConn(wq, ep), nil
 		}
 		if _, ok := terr.(*tcpip.ErrWouldBlock); !ok {
-			err := errors.New(terr.String())
+			err := errnoOf(terr)
 			select {
 			case <-l.closed:
 				err = net.ErrClosed

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -109,7 +110,7 @@ func startDemo(socksAddr string, log *slog.Logger) (*demo, error) {
 	})
 	if err != nil {
 		d.close()
-		if strings.Contains(err.Error(), "address already in use") {
+		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("%w (another program has %s: try --socks 127.0.0.1:1081)", err, socksAddr)
 		}
 		return nil, err
