@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"geneve64/internal/cmsg"
 )
 
 // Linux batch I/O: recvmmsg/sendmmsg (mmsg_linux.go), plus UDP segmentation
@@ -161,13 +163,7 @@ func groSize(oob []byte) int {
 
 // putSegment writes a UDP_SEGMENT control message for size into oob.
 func putSegment(oob []byte, size int) []byte {
-	oob = oob[:unix.CmsgSpace(2)]
-	clear(oob)
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-	h.Level, h.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
-	h.SetLen(unix.CmsgLen(2))
-	binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(size))
-	return oob
+	return cmsg.Put16(oob, unix.IPPROTO_UDP, unix.UDP_SEGMENT, uint16(size))
 }
 
 func (b *batchIO) write(msgs []Message) (int, error) {

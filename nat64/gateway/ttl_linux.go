@@ -3,13 +3,14 @@ package gateway
 import (
 	"encoding/binary"
 	"net"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"geneve64/internal/cmsg"
 )
 
 // ttlOOBLen is room for one IP_TTL control message.
-var ttlOOBLen = unix.CmsgSpace(4)
+var ttlOOBLen = cmsg.Space(4)
 
 // enableRecvTTL asks the kernel to report each received datagram's TTL,
 // so the gateway can decrement it instead of starting the IPv6 hop limit
@@ -47,11 +48,5 @@ func ttlOf(oob []byte) uint8 {
 // ttlMessage fills b (ttlOOBLen bytes) with an IP_TTL control message
 // that sends one datagram with ttl.
 func ttlMessage(b []byte, ttl uint8) []byte {
-	b = b[:ttlOOBLen]
-	clear(b)
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_TTL
-	h.SetLen(unix.CmsgLen(4))
-	binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], uint32(ttl))
-	return b
+	return cmsg.Put32(b, unix.IPPROTO_IP, unix.IP_TTL, uint32(ttl))
 }
