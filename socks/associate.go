@@ -75,12 +75,19 @@ type association struct {
 	inner net.PacketConn
 	// names caches what target names resolved to, at most maxNames.
 	names map[string]netip.Addr
-	wg    sync.WaitGroup // back
+	// targets are the addresses the client sent to: replies are relayed
+	// from those only, as a connected socket per target would have it.
+	mu      sync.Mutex
+	targets map[netip.AddrPort]struct{}
+	wg      sync.WaitGroup // back
 }
 
-// maxNames bounds the names one association remembers; past it, the cache
-// starts anew.
-const maxNames = 256
+// maxNames and maxTargets bound what one association remembers; past
+// them, it starts anew.
+const (
+	maxNames   = 256
+	maxTargets = 256
+)
 
 func (a *association) run(ctx context.Context) {
 	buf := make([]byte, 65535)
@@ -111,6 +118,14 @@ func (a *association) run(ctx context.Context) {
 			a.wg.Add(1)
 			go a.back(a.inner, netip.AddrPortFrom(a.clientIP, a.clientPort))
 		}
+		a.mu.Lock()
+		if _, ok := a.targets[to]; !ok {
+			if a.targets == nil || len(a.targets) >= maxTargets {
+				a.targets = make(map[netip.AddrPort]struct{})
+			}
+			a.targets[to] = struct{}{}
+		}
+		a.mu.Unlock()
 		a.inner.WriteTo(pk.Data, net.UDPAddrFromAddrPort(to))
 	}
 }
@@ -154,11 +169,18 @@ func (a *association) back(inner net.PacketConn, client netip.AddrPort) {
 		if err != nil {
 			return
 		}
-		src := from.String()
-		if ua, ok := from.(*net.UDPAddr); ok {
-			src = netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port()).String()
+		ua, ok := from.(*net.UDPAddr)
+		if !ok {
+			continue
 		}
-		d, err := statute.NewDatagram(src, buf[:n])
+		src := netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port())
+		a.mu.Lock()
+		_, asked := a.targets[src]
+		a.mu.Unlock()
+		if !asked {
+			continue // not a host this client sent to
+		}
+		d, err := statute.NewDatagram(src.String(), buf[:n])
 		if err != nil {
 			continue
 		}

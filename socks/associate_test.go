@@ -91,3 +91,38 @@ func TestUDPAssociationsBounded(t *testing.T) {
 		t.Fatalf("the 65th association: reply %x %v, want a failure", rep, err)
 	}
 }
+
+// TestUDPAssociationRepliesOnlyFromTargets: the association's one socket
+// inside the network relays back datagrams from the hosts its client
+// sent to, and drops those of a stranger that found its port.
+func TestUDPAssociationRepliesOnlyFromTargets(t *testing.T) {
+	s, err := Listen(&hostNetwork{}, Config{Addr: "127.0.0.1:0", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	target, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	stranger, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	u := associate(t, s.Addr().String())
+	u.send(t, target.LocalAddr().(*net.UDPAddr).AddrPort(), "hello")
+	buf := make([]byte, 64)
+	target.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, inner, err := target.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("target got %q %v", buf[:n], err)
+	}
+	stranger.WriteToUDPAddrPort([]byte("intruder"), inner) // first, so it would arrive first
+	time.Sleep(50 * time.Millisecond)
+	target.WriteToUDPAddrPort([]byte("reply"), inner)
+	if from, got := u.recv(t); got != "reply" || from != target.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("the client got %q from %s first, want the target's reply", got, from)
+	}
+}
