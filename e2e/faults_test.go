@@ -3,7 +3,7 @@ package e2e
 import (
 	"time"
 
-	"geneve64/e2e/netsim"
+	"geneve64/internal/netsim"
 )
 
 func netsimFaults() netsim.Faults {

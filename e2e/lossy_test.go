@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"geneve64/e2e/netsim"
+	"geneve64/internal/netsim"
 )
 
 // TestTransferOnBadPaths: 8 MiB down and up through SOCKS and the tunnel

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"geneve64/e2e/netsim"
+	"geneve64/internal/netsim"
 	"geneve64/nat64"
 )
 

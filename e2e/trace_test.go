@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"geneve64/e2e/netsim"
 	"geneve64/geneve"
+	"geneve64/internal/netsim"
 )
 
 // tcpTrace keeps the control segments (SYN, FIN, RST) of the inner TCP

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"geneve64/e2e/netsim"
+	"geneve64/internal/netsim"
 	"geneve64/internal/testpeer"
 	"geneve64/socks"
 )

@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/net/proxy"
 
-	"geneve64/e2e/netsim"
+	"geneve64/internal/netsim"
 	"geneve64/internal/node"
 	"geneve64/nat64"
 	"geneve64/socks"

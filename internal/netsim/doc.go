@@ -2,11 +2,13 @@
 // endpoints: IPv6-only sites, an IPv4 internet, plain stateful NAT64 and
 // NAT44 boxes (random external ports, endpoint-dependent filtering, mapping
 // timeouts, rebinding), NAT64 boxes with the extension gateway beside them,
-// and fault injection (loss, duplication, reordering, delay) per segment.
+// and fault injection (loss, duplication, reordering, delay, a policer)
+// per segment.
 //
 // Endpoints run on it through the same nat64.PacketConn interface as on
 // real sockets: [Host.Listen] is a nat64.ListenFunc.
 //
-// It lives in its own package, not in test files, because the geneve64
-// demo runs the whole system on it too.
+// It lives under internal/, beside the product rather than among the
+// tests (as Tailscale's natlab does), because the geneve64 demo runs the
+// whole system on it, and the end-to-end tests use it too.
 package netsim
