@@ -142,10 +142,10 @@ func (c *Config) check() error {
 	}
 	if !c.NoOption {
 		if !c.Local.Addr().Is6() {
-			return fmt.Errorf("nat64: LOCAL %s must be an IPv6 address (the NAT64 option carries IPv6 identities; use --no-option for plain GENEVE)", c.Local.Addr())
+			return fmt.Errorf("nat64: LOCAL %s must be an IPv6 address (the NAT64 option carries IPv6 identities; set NoOption for plain GENEVE)", c.Local.Addr())
 		}
 		if !c.Remote.Addr().Is6() {
-			return fmt.Errorf("nat64: REMOTE %s must be IPv6 (the NAT64 option carries IPv6 identities; use --no-option for plain GENEVE)", c.Remote)
+			return fmt.Errorf("nat64: REMOTE %s must be IPv6 (the NAT64 option carries IPv6 identities; set NoOption for plain GENEVE)", c.Remote)
 		}
 	}
 	if c.Mode != Server && !c.Remote.IsSingleIP() {

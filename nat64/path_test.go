@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,8 +122,8 @@ func TestClientPathResolution(t *testing.T) {
 		Path: target, Remote: netip.PrefixFrom(idServer, 128), DNSServer: startDNS64(t, &dns64{}).addr,
 		HasIPv4: func(netip.Addr) bool { return false }, Logger: testLogger(t),
 		Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[::]:40000"), nil }})
-	if !errors.Is(err, ErrNoNAT64) {
-		t.Fatalf("err = %v, want ErrNoNAT64", err)
+	if !errors.Is(err, ErrNoNAT64) || !errors.Is(err, ErrNeedPrefix) || !strings.Contains(err.Error(), "203.0.113.90") {
+		t.Fatalf("err = %v, want ErrNeedPrefix and ErrNoNAT64, naming the PATH", err)
 	}
 }
 

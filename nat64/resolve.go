@@ -2,10 +2,15 @@ package nat64
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 )
+
+// ErrNeedPrefix: an IPv4 PATH from a host that reaches IPv4 only through
+// NAT64, with no NAT64 prefix given (Config.NAT64Prefix) or discovered.
+var ErrNeedPrefix = errors.New("nat64: no NAT64 prefix to reach an IPv4 PATH")
 
 // resolvePath turns the PATH argument into the outer address to send to.
 // An IPv6 literal is used as is. An IPv4 literal, or a hostname's A record,
@@ -50,7 +55,7 @@ func (e *Endpoint) resolvePath(ctx context.Context) (netip.AddrPort, error) {
 	}
 	prefix, err := e.nat64Prefix(ctx)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("nat64: PATH %s is IPv4 and this host reaches IPv4 only through NAT64: %w", v4, err)
+		return netip.AddrPort{}, fmt.Errorf("%w %s: %w", ErrNeedPrefix, v4, err)
 	}
 	a, err := Embed(prefix, v4)
 	if err != nil {
@@ -87,7 +92,7 @@ func (e *Endpoint) nat64Prefix(ctx context.Context) (netip.Prefix, error) {
 	}
 	ps, err := DiscoverPrefixes(ctx, e.cfg.DNSServer)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%w (give the prefix with --nat64-prefix)", err)
+		return netip.Prefix{}, err
 	}
 	e.prefix = ps[0]
 	e.log.Info("discovered NAT64 prefix", "prefix", e.prefix)

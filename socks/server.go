@@ -100,7 +100,7 @@ func Listen(nw Network, cfg Config) (*Server, error) {
 		hs: newHandshakes(cfg.MaxHandshakes, cfg.HandshakeTimeout)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if !isLoopbackAddr(ln.Addr()) && cfg.User == "" {
-		s.log.Warn("SOCKS5 listens beyond loopback without --socks-user: anyone who reaches it can use the tunnel")
+		s.log.Warn("SOCKS5 listens beyond loopback without a username and password: anyone who reaches it can use the tunnel")
 	}
 	s.srv = s.newLibServer()
 	go s.serve()

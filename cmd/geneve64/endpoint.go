@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -95,6 +96,9 @@ func runNode(cfg node.Config, metricsAddr string, keepalive time.Duration, log *
 	if err != nil {
 		if mln != nil {
 			mln.Close()
+		}
+		if errors.Is(err, nat64.ErrNeedPrefix) {
+			err = fmt.Errorf("%w (give the prefix with --nat64-prefix)", err)
 		}
 		return err
 	}
