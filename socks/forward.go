@@ -92,7 +92,7 @@ type Forwarder struct {
 // (default 2 min).
 func StartForward(nw Network, f Forward, idle time.Duration, log *slog.Logger) (*Forwarder, error) {
 	if idle <= 0 {
-		idle = 2 * time.Minute
+		idle = DefaultUDPIdle
 	}
 	if log == nil {
 		log = slog.Default()

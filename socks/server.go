@@ -28,8 +28,8 @@ type Config struct {
 	// User and Pass, when User is set, require username/password
 	// authentication (RFC 1929).
 	User, Pass string
-	// MaxConns bounds client connections past their handshake (default
-	// 4096); more are answered with a general failure.
+	// MaxConns bounds client connections past their handshake
+	// (DefaultMaxConns); more are answered with a general failure.
 	MaxConns int
 	// HandshakeTimeout is how long a client has to finish its greeting,
 	// authentication and request (default 10 s).
@@ -65,8 +65,12 @@ type Server struct {
 	udp    atomic.Int64 // UDP associations open now
 }
 
-// DefaultHandshakeTimeout is Config.HandshakeTimeout's default.
-const DefaultHandshakeTimeout = 10 * time.Second
+// Defaults for Config fields left zero, and for forwards' UDP idle time.
+const (
+	DefaultMaxConns         = 4096
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultUDPIdle          = 2 * time.Minute
+)
 
 // Listen starts a SOCKS5 server on cfg.Addr whose CONNECT and UDP
 // ASSOCIATE reach targets through nw; domain names are resolved inside the
@@ -74,7 +78,7 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // anyone who reaches the port may use the tunnel.
 func Listen(nw Network, cfg Config) (*Server, error) {
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 4096
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout

@@ -46,6 +46,16 @@ func ParseRoute(s string) (Route, error) {
 	return r, nil
 }
 
+// Defaults for Config fields left zero. A SOCKS5 front-end sends every
+// connection from its one inner address, so the per-peer flow bound is as
+// large as a front-end's own connection bound.
+const (
+	DefaultMaxInFlightTCP  = 512
+	DefaultMaxUDPFlows     = 4096
+	DefaultMaxFlowsPerPeer = 4096
+	DefaultUDPIdle         = 2 * time.Minute
+)
+
 // Config describes the inner network of one endpoint.
 type Config struct {
 	// Payload is Ethernet (default) or IP.
@@ -80,20 +90,21 @@ type Config struct {
 	// ranges opens that part of it; allow rules for other addresses narrow
 	// ordinary destinations to themselves.
 	EgressAllow, EgressDeny []EgressRule
-	// MaxInFlightTCP bounds egress TCP handshakes in progress (default 512).
+	// MaxInFlightTCP bounds egress TCP handshakes in progress
+	// (DefaultMaxInFlightTCP).
 	MaxInFlightTCP int
 	// MaxHandshakesPerSource bounds the handshakes in progress from one
 	// inner source address once half of MaxInFlightTCP are taken (default
 	// MaxInFlightTCP/8, at least 1), so that one cannot hold them all.
 	MaxHandshakesPerSource int
-	// MaxUDPFlows bounds egress UDP flows (default 4096).
+	// MaxUDPFlows bounds egress UDP flows (DefaultMaxUDPFlows).
 	MaxUDPFlows int
 	// MaxFlowsPerPeer bounds the egress flows, TCP and UDP, from one inner
-	// source address (default 4096), so one peer cannot take them all. A
+	// source address (DefaultMaxFlowsPerPeer), so one peer cannot take them all. A
 	// SOCKS5 front-end sends every connection from its one inner address,
 	// so the default is as large as a front-end's own limit.
 	MaxFlowsPerPeer int
-	// UDPIdle ends an egress UDP flow idle that long (default 60 s).
+	// UDPIdle ends an egress UDP flow idle that long (DefaultUDPIdle).
 	UDPIdle time.Duration
 	// Logger receives the stack's log; slog.Default() by default.
 	Logger *slog.Logger
@@ -115,19 +126,19 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("stack: Ethernet payload needs a 6-byte MAC, have %q", c.MAC)
 	}
 	if c.MaxInFlightTCP <= 0 {
-		c.MaxInFlightTCP = 512
+		c.MaxInFlightTCP = DefaultMaxInFlightTCP
 	}
 	if c.MaxHandshakesPerSource <= 0 {
 		c.MaxHandshakesPerSource = max(1, c.MaxInFlightTCP/8)
 	}
 	if c.MaxUDPFlows <= 0 {
-		c.MaxUDPFlows = 4096
+		c.MaxUDPFlows = DefaultMaxUDPFlows
 	}
 	if c.MaxFlowsPerPeer <= 0 {
-		c.MaxFlowsPerPeer = 4096
+		c.MaxFlowsPerPeer = DefaultMaxFlowsPerPeer
 	}
 	if c.UDPIdle <= 0 {
-		c.UDPIdle = 60 * time.Second
+		c.UDPIdle = DefaultUDPIdle
 	}
 	if c.EgressDial == nil {
 		c.EgressDial = dialHost

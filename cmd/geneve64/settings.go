@@ -75,7 +75,8 @@ const (
 
 func defaultSettings() Settings {
 	return Settings{Payload: "ethernet", PathMTU: 1500, Keepalive: nat64.DefaultKeepalive, SOCKSHandTO: socks.DefaultHandshakeTimeout,
-		MaxConns: 4096, MaxHandshk: 512, MaxUDPFlows: 4096, MaxPerPeer: 4096, UDPIdle: 2 * time.Minute,
+		MaxConns: socks.DefaultMaxConns, MaxHandshk: stack.DefaultMaxInFlightTCP, MaxUDPFlows: stack.DefaultMaxUDPFlows,
+		MaxPerPeer: stack.DefaultMaxFlowsPerPeer, UDPIdle: stack.DefaultUDPIdle,
 		MaxPeers: nat64.DefaultMaxPeers, PeerTimeout: nat64.DefaultPeerTimeout,
 		MaxAddrs: nat64.DefaultMaxAddrsPerPeer, FloodRate: nat64.DefaultGroupRate, LogLevel: "info", LogFormat: "text"}
 }

@@ -30,7 +30,7 @@ type Config struct {
 	SOCKS *socks.Config
 	// Forwards are port forwards, local and reverse.
 	Forwards []socks.Forward
-	// UDPIdle ends idle UDP forward flows (default 2 min).
+	// UDPIdle ends idle UDP forward flows (socks.DefaultUDPIdle).
 	UDPIdle time.Duration
 	// Logger is shared by every part.
 	Logger *slog.Logger
