@@ -174,7 +174,7 @@ flood:
 
 func dropsOf(e *nat64.Endpoint) map[nat64.DropReason]uint64 {
 	m := map[nat64.DropReason]uint64{}
-	for _, r := range nat64.DropReasons() {
+	for _, r := range nat64.EndpointDropReasons() {
 		m[r] = e.Stats().Drops(r)
 	}
 	return m

@@ -41,13 +41,16 @@ func (r DropReason) String() string {
 	return "unknown"
 }
 
-// DropReasons lists every reason, for exporting counters.
-func DropReasons() []DropReason {
-	rs := make([]DropReason, numDropReasons)
-	for i := range rs {
-		rs[i] = DropReason(i)
-	}
-	return rs
+// EndpointDropReasons lists the reasons an endpoint drops for, and
+// GatewayDropReasons a gateway's: what each exports.
+func EndpointDropReasons() []DropReason {
+	return []DropReason{DropMalformed, DropVNI, DropCritical, DropOption, DropIdentity, DropPeerLimit, DropOAM,
+		DropNoPeer, DropSendError, DropAuth, DropReplay, DropFloodLimit, DropIsolated}
+}
+
+// GatewayDropReasons: see EndpointDropReasons.
+func GatewayDropReasons() []DropReason {
+	return []DropReason{DropMalformed, DropOption, DropNotAllowed, DropSpoofed, DropNotGENEVE, DropForbidden, DropSendError}
 }
 
 // Stats are an endpoint's or a gateway's counters. They are updated

@@ -109,7 +109,7 @@ func (gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(gwRelayed, prometheus.CounterValue, float64(c.g.In.Load()), "to-ipv6")
 	ch <- prometheus.MustNewConstMetric(gwRelayed, prometheus.CounterValue, float64(c.g.Out.Load()), "to-ipv4")
-	for _, r := range nat64.DropReasons() {
+	for _, r := range nat64.GatewayDropReasons() {
 		ch <- prometheus.MustNewConstMetric(gwDrops, prometheus.CounterValue, float64(c.g.Stats().Drops(r)), r.String())
 	}
 	for _, r := range nat64.GatewayRefusals() {

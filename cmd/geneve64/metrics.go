@@ -75,7 +75,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.oam, s.OAMOut.Load(), "out")
 	counter(c.forwarded, s.Forwarded.Load())
 	counter(c.pathChanges, s.PathChanges.Load())
-	for _, r := range nat64.DropReasons() {
+	for _, r := range nat64.EndpointDropReasons() {
 		counter(c.drops, s.Drops(r), r.String())
 	}
 	peers := c.n.Endpoint.Peers()
