@@ -106,6 +106,11 @@ type Config struct {
 	MaxFlowsPerPeer int
 	// UDPIdle ends an egress UDP flow idle that long (DefaultUDPIdle).
 	UDPIdle time.Duration
+	// TCP overrides the netstack's TCP settings, for experiments:
+	// comma-separated key=value, keys cc (reno, cubic), rack, sack,
+	// moderate, twreuse (on, off), rcvbuf, sndbuf (bytes), timewait (a
+	// duration). The command takes it from $GENEVE64_TCP.
+	TCP string
 	// Logger receives the stack's log; slog.Default() by default.
 	Logger *slog.Logger
 }

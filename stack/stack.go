@@ -62,7 +62,7 @@ func New(link Link, cfg Config) (*Stack, error) {
 		HandleLocal: !cfg.Egress,
 	})
 	st := &Stack{cfg: cfg, s: s, log: cfg.Logger, ports: newPortPicker(s.PortRange())}
-	if err := applyTCPSettings(s); err != nil {
+	if err := applyTCPSettings(s, cfg.TCP); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -475,20 +475,17 @@ func TestListenerYieldsTCPConn(t *testing.T) {
 	}
 }
 
-// TestTCPSettingsFromEnv: GENEVE64_TCP changes what it names, and a value
-// mistyped is an error rather than a setting silently turned off.
-func TestTCPSettingsFromEnv(t *testing.T) {
-	t.Setenv("GENEVE64_TCP", "")
-	if s, err := tcpSettingsFromEnv(); err != nil || s.RACK {
+// TestTCPSettings: Config.TCP changes what it names, and a value mistyped
+// is an error rather than a setting silently turned off.
+func TestTCPSettings(t *testing.T) {
+	if s, err := parseTCPSettings(""); err != nil || s.RACK {
 		t.Fatalf("defaults: RACK %v, %v; want off", s.RACK, err)
 	}
-	t.Setenv("GENEVE64_TCP", "rack=on,cc=cubic")
-	if s, err := tcpSettingsFromEnv(); err != nil || !s.RACK || s.CC != "cubic" {
+	if s, err := parseTCPSettings("rack=on,cc=cubic"); err != nil || !s.RACK || s.CC != "cubic" {
 		t.Fatalf("rack=on,cc=cubic: %+v, %v", s, err)
 	}
 	for _, bad := range []string{"rack=of", "sack=yes", "nonsense=1", "rcvbuf=big"} {
-		t.Setenv("GENEVE64_TCP", bad)
-		if _, err := tcpSettingsFromEnv(); err == nil {
+		if _, err := parseTCPSettings(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

@@ -2,7 +2,6 @@ package stack
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +39,8 @@ type tcpSettings struct {
 // 2% reordering, at the same transfer time (TestTransferOnBadPaths). The
 // pinned gVisor still measures RACK's RTT when an ACK is processed rather
 // than when it arrived. Tailscale's netstack turned RACK off for the same
-// reason. GENEVE64_TCP=rack=on brings it back for experiments.
+// reason. Config.TCP "rack=on" (GENEVE64_TCP for the command) brings it back
+// for experiments.
 //
 // Then what connection churn needs: without TIME-WAIT reuse, tens of
 // thousands of closed connections hold every ephemeral port and new
@@ -52,12 +52,11 @@ var defaultTCP = tcpSettings{
 	CC: "reno", RACK: false, TimeWait: time.Second, ReuseTWait: true,
 }
 
-// tcpSettingsFromEnv lays GENEVE64_TCP over the defaults, for benchmarking
-// alternatives without rebuilding: e.g. "cc=cubic,rack=off,rcvbuf=4194304,
-// sndbuf=4194304,timewait=60s,twreuse=off".
-func tcpSettingsFromEnv() (tcpSettings, error) {
+// parseTCPSettings lays spec (Config.TCP) over the defaults, for
+// benchmarking alternatives without rebuilding: e.g. "cc=cubic,rack=on,
+// rcvbuf=4194304,sndbuf=4194304,timewait=60s,twreuse=off".
+func parseTCPSettings(spec string) (tcpSettings, error) {
 	t := defaultTCP
-	spec := os.Getenv("GENEVE64_TCP")
 	if spec == "" {
 		return t, nil
 	}
@@ -85,13 +84,13 @@ func tcpSettingsFromEnv() (tcpSettings, error) {
 			err = fmt.Errorf("unknown key")
 		}
 		if err != nil {
-			return t, fmt.Errorf("stack: GENEVE64_TCP %q: %v", kv, err)
+			return t, fmt.Errorf("stack: TCP setting %q: %v", kv, err)
 		}
 	}
 	return t, nil
 }
 
-// onOff parses a switch of GENEVE64_TCP: a typing mistake must not turn
+// onOff parses a switch of Config.TCP: a typing mistake must not turn
 // a setting off silently.
 func onOff(v string) (bool, error) {
 	switch v {
@@ -103,8 +102,8 @@ func onOff(v string) (bool, error) {
 	return false, fmt.Errorf("want on or off")
 }
 
-func applyTCPSettings(s *gvstack.Stack) error {
-	t, err := tcpSettingsFromEnv()
+func applyTCPSettings(s *gvstack.Stack, spec string) error {
+	t, err := parseTCPSettings(spec)
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,7 @@ func startDemo(socksAddr string, log *slog.Logger) (*demo, error) {
 	d.server, err = node.Start(context.Background(), node.Config{
 		Endpoint: nat64.Config{Mode: nat64.Server, VNI: 42, Local: netip.AddrPortFrom(demoServerID, 0),
 			Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: hostA.Listen},
-		Stack:  stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.42.0.1/24"), netip.MustParsePrefix("fd42::1/64")}, Egress: true, EgressLoopback: true},
+		Stack:  stack.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("10.42.0.1/24"), netip.MustParsePrefix("fd42::1/64")}, Egress: true, EgressLoopback: true, TCP: knobs.TCP},
 		Logger: log.With("end", "server"),
 	})
 	if err != nil {
@@ -101,6 +101,7 @@ func startDemo(socksAddr string, log *slog.Logger) (*demo, error) {
 			Path: nat64.Target{Host: demoEntry, Port: 6081}, Remote: netip.PrefixFrom(demoServerID, 128),
 			Listen: hostC.Listen, HasIPv4: hostC.HasIPv4, Resolver: dns, NAT64Prefix: nat64.WellKnownPrefix},
 		Stack: stack.Config{
+			TCP:    knobs.TCP,
 			Addrs:  []netip.Prefix{netip.MustParsePrefix("10.42.0.2/24"), netip.MustParsePrefix("fd42::2/64")},
 			Routes: []stack.Route{{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("10.42.0.1")}},
 			DNS:    []netip.Addr{netip.MustParseAddr("10.42.0.1")},

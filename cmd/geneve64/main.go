@@ -17,7 +17,9 @@ var version = "dev"
 
 func main() {
 	stop := startProfile()
+	stopReleaser := startMemoryReleaser()
 	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	stopReleaser()
 	stop()
 	os.Exit(code)
 }

@@ -17,9 +17,8 @@ import (
 // It returns the function that stops them all.
 func startProfile() func() {
 	var stops []func()
-	// record starts a recording into $env.<pid> when env is set.
-	record := func(env string, start func(io.Writer) error, stop func()) {
-		base := os.Getenv(env)
+	// record starts a recording into base.<pid> when base is set.
+	record := func(base string, start func(io.Writer) error, stop func()) {
 		if base == "" {
 			return
 		}
@@ -31,9 +30,9 @@ func startProfile() func() {
 			stops = append(stops, func() { stop(); f.Close() })
 		}
 	}
-	record("GENEVE64_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
-	record("GENEVE64_TRACE", trace.Start, trace.Stop)
-	if base := os.Getenv("GENEVE64_MEMPROFILE"); base != "" {
+	record(knobs.CPUProfile, pprof.StartCPUProfile, pprof.StopCPUProfile)
+	record(knobs.Trace, trace.Start, trace.Stop)
+	if base := knobs.MemProfile; base != "" {
 		stops = append(stops, func() {
 			if f := createProfile(base); f != nil {
 				runtime.GC()

@@ -267,6 +267,7 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 	}
 
 	sc := &c.Stack
+	sc.TCP = knobs.TCP
 	v6 := false
 	for _, a := range s.Addr {
 		p, err := netip.ParsePrefix(a)

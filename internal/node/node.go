@@ -43,8 +43,6 @@ type Node struct {
 	SOCKS    *socks.Server
 	Forwards []*socks.Forwarder
 	log      *slog.Logger
-	done     chan struct{}
-	wg       sync.WaitGroup // the memory releaser
 	once     sync.Once
 	err      error
 }
@@ -59,7 +57,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg.Stack.Logger = cfg.Logger
 	// n is not the named result: "return nil, err" must not hide from this
 	// cleanup what was started.
-	n := &Node{log: cfg.Logger, done: make(chan struct{})}
+	n := &Node{log: cfg.Logger}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -99,8 +97,6 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.Forwards = append(n.Forwards, fw)
 		n.log.Info("forward listening", "forward", f.String(), "addr", fw.Addr().String())
 	}
-	n.wg.Add(1)
-	go n.releaseMemory()
 	return n, nil
 }
 
@@ -133,7 +129,6 @@ func innerMTU(cfg Config, ep *nat64.Endpoint, sc stack.Config) int {
 // goroutine, waits the same way.
 func (n *Node) Close() error {
 	n.once.Do(func() {
-		close(n.done)
 		var errs []error
 		for _, f := range n.Forwards {
 			errs = append(errs, f.Close())
@@ -147,7 +142,6 @@ func (n *Node) Close() error {
 		if n.Endpoint != nil {
 			errs = append(errs, n.Endpoint.Close())
 		}
-		n.wg.Wait()
 		n.err = errors.Join(errs...)
 	})
 	return n.err

@@ -1,4 +1,4 @@
-package node
+package main
 
 import (
 	"runtime/debug"
@@ -99,23 +99,29 @@ func (r *releaser) released(after memSample) {
 	r.forced = true
 }
 
-// releaseMemory runs the releaser every releaseInterval until the node
-// closes. Reading runtime/metrics does not stop the world.
-func (n *Node) releaseMemory() {
-	defer n.wg.Done()
-	samples := memSamples()
-	t := time.NewTicker(releaseInterval)
-	defer t.Stop()
-	var r releaser
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-			if r.check(readMemory(samples)) {
-				debug.FreeOSMemory()
-				r.released(readMemory(samples))
+// startMemoryReleaser runs the releaser every releaseInterval, for the
+// whole process: it is process-wide policy, so the command starts it once,
+// however many endpoints the process runs (the demo runs two). Reading
+// runtime/metrics does not stop the world. stop ends it and waits.
+func startMemoryReleaser() (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		samples := memSamples()
+		t := time.NewTicker(releaseInterval)
+		defer t.Stop()
+		var r releaser
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if r.check(readMemory(samples)) {
+					debug.FreeOSMemory()
+					r.released(readMemory(samples))
+				}
 			}
 		}
-	}
+	}()
+	return func() { close(done); <-ended }
 }
