@@ -36,8 +36,7 @@ type egress struct {
 
 	policy *egressPolicy
 	// Handshakes in progress (the host-side dial) per inner source
-	// address: none may hold more than maxHandshakesPerSource of the
-	// forwarder's MaxInFlightTCP.
+	// address, and in all: see startHandshake.
 	handshakesMu    sync.Mutex
 	handshakes      map[netip.Addr]int
 	handshakesTotal int

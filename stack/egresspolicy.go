@@ -79,7 +79,9 @@ func (r EgressRule) Matches(dst netip.AddrPort) bool {
 	return r.Prefix.Contains(dst.Addr().Unmap()) && (r.FromPort == 0 || (dst.Port() >= r.FromPort && dst.Port() <= r.ToPort))
 }
 
-// An EgressRefusal is why the egress refused a flow.
+// An EgressRefusal is why the egress refused a flow: a TCP flow once, at
+// its SYN; a UDP flow for each datagram, since a refused flow keeps no
+// state.
 type EgressRefusal uint8
 
 // The reasons, in the order the policy checks them.

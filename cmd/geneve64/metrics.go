@@ -48,7 +48,7 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		socksActive:   d("socks_connections", "SOCKS5 client connections open now."),
 		socksTotal:    d("socks_connections_total", "SOCKS5 client connections accepted."),
 		merged:        d("tcp_segments_merged_total", "Received TCP segments that reached the netstack merged with others."),
-		egressRefused: d("egress_refused_total", "Egress flows refused, by reason: a TCP flow is reset, a UDP flow answered ICMP port unreachable.", "reason"),
+		egressRefused: d("egress_refused_total", "Egress TCP flows and UDP datagrams refused, by reason: a TCP flow is reset, a UDP datagram answered ICMP port unreachable.", "reason"),
 	}
 }
 
