@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -22,8 +21,6 @@ type handshakes struct {
 	pending     *list.List // of net.Conn, oldest first
 	byConn      map[net.Conn]*list.Element
 	established map[net.Conn]struct{} // past their handshake
-	// evicted counts connections closed to make room for a newer one.
-	evicted atomic.Uint64
 }
 
 func newHandshakes(max int, timeout time.Duration) *handshakes {
@@ -46,7 +43,6 @@ func (h *handshakes) start(c net.Conn) {
 	h.byConn[c] = h.pending.PushBack(c)
 	h.mu.Unlock()
 	if oldest != nil {
-		h.evicted.Add(1)
 		oldest.Close()
 	}
 }
