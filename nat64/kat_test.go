@@ -23,22 +23,14 @@ const (
 		7468656e74696361 746564207061796c 6f6164`
 )
 
+// katSigned is the packet signed() builds (the one TestAuthSignVerify
+// flips bits in), with the vector's sender and counter.
 func katSigned(t *testing.T) []byte {
 	t.Helper()
 	a := newAuthenticator(testKey)
 	a.sender = katSender
 	a.counter.Store(katCounter - 1)
-	opts, err := AppendOption(nil, Endpoints{Src: idA, Dst: idB})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts = appendAuthOption(opts)
-	pkt, err := (&geneve.Header{Protocol: geneve.ProtocolEthernet, VNI: 42, OptionBytes: opts}).Append(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkt = append(pkt, ethFrame(2, 1, "authenticated payload")...)
-	a.sign(pkt, geneve.HeaderLen+OptionLen)
+	pkt, _ := signed(t, a)
 	return pkt
 }
 
