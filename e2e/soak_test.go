@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"geneve64/internal/memrelease"
 	"geneve64/internal/netsim"
 	"geneve64/internal/node"
 	"geneve64/internal/testpeer"
@@ -31,6 +32,9 @@ func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak test")
 	}
+	// The process's memory policy, as the command runs it: this process
+	// is the endpoints' process, and the RSS check below is about it.
+	t.Cleanup(memrelease.Start())
 	p := simPair(t, pairOptions{key: []byte("soak test key, thirty-two bytes!")})
 	far := startFarHost(t)
 	c := p.httpClient(t)

@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"geneve64/internal/memrelease"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -17,7 +19,7 @@ var version = "dev"
 
 func main() {
 	stop := startProfile()
-	stopReleaser := startMemoryReleaser()
+	stopReleaser := memrelease.Start() // process-wide: once, however many endpoints run
 	code := run(os.Args[1:], os.Stdout, os.Stderr)
 	stopReleaser()
 	stop()

@@ -1,4 +1,9 @@
-package main
+// Package memrelease hands memory a process no longer uses back to the
+// system. The decision to run it is process-wide policy, the command's
+// (main starts it once, however many endpoints the process runs); the code
+// is a package of its own so that tests that run endpoints in process, as
+// the soak does, can run it too.
+package memrelease
 
 import (
 	"runtime/debug"
@@ -99,11 +104,10 @@ func (r *releaser) released(after memSample) {
 	r.forced = true
 }
 
-// startMemoryReleaser runs the releaser every releaseInterval, for the
-// whole process: it is process-wide policy, so the command starts it once,
-// however many endpoints the process runs (the demo runs two). Reading
-// runtime/metrics does not stop the world. stop ends it and waits.
-func startMemoryReleaser() (stop func()) {
+// Start runs the releaser every releaseInterval, for the whole process,
+// until stop, which waits for it to end. Reading runtime/metrics does not
+// stop the world.
+func Start() (stop func()) {
 	done, ended := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(ended)
