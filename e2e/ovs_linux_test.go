@@ -74,10 +74,7 @@ func (l *ovsLab) vs(args ...string) {
 // namespace, facing OVS.
 func (l *ovsLab) endpoint(vni uint32, local, remote string, noOption bool) *node.Node {
 	l.t.Helper()
-	la, err := nat64.ParseAddrPort("LOCAL", local)
-	if err != nil {
-		l.t.Fatal(err)
-	}
+	la := localOf(l.t, local)
 	var conn nat64.PacketConn
 	if err := inNetns(l.g64, func() error {
 		var err error

@@ -101,14 +101,7 @@ func (c *collector) count() int {
 // endpoint starts an endpoint on host h from the positional arguments.
 func endpoint(t *testing.T, h *netsim.Host, w *world, mode nat64.Mode, local, path, remote string, tweak func(*nat64.Config)) (*nat64.Endpoint, *collector) {
 	t.Helper()
-	l, err := nat64.ParseAddrPort("LOCAL", local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := nat64.ParseRemote(remote)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, r := localOf(t, local), remoteOf(t, remote)
 	cfg := nat64.Config{Mode: mode, VNI: 42, Local: l, Remote: r, Listen: h.Listen, HasIPv4: h.HasIPv4,
 		Resolver: w.dns, NAT64Prefix: nat64.WellKnownPrefix, Logger: logger(t), Keepalive: 100 * time.Millisecond}
 	if mode == nat64.Client {
@@ -116,9 +109,7 @@ func endpoint(t *testing.T, h *netsim.Host, w *world, mode nat64.Mode, local, pa
 		cfg.Bind = netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
 	}
 	if path != "" {
-		if cfg.Path, err = nat64.ParseTarget(path, 6081); err != nil {
-			t.Fatal(err)
-		}
+		cfg.Path = targetOf(path)
 	}
 	if tweak != nil {
 		tweak(&cfg)

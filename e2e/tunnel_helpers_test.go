@@ -150,10 +150,7 @@ func simPair(t *testing.T, o pairOptions) *pair {
 		Stack:    stack.Config{Addrs: farAddrs, Egress: true, EgressLoopback: true},
 		Forwards: o.reverses,
 	})
-	path, err := nat64.ParseTarget("geneve-entry-point.example", 6081)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path := nat64.NewTarget("geneve-entry-point.example", 6081)
 	near := startNode(t, node.Config{
 		Endpoint: nat64.Config{Mode: nat64.Client, VNI: 42, Local: ap("[fdd9:f2f4:ed01::1]:0"), Path: path,
 			Remote: pf("2001:db8:b::1/128"), Listen: w.c.Listen, HasIPv4: w.c.HasIPv4, Resolver: w.dns,

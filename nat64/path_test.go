@@ -95,9 +95,9 @@ func TestClientPathResolution(t *testing.T) {
 		{"hostname with only AAAA", "v6only.example", false, "", "", "[2001:db8:e::1]:6081"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			target, err := ParseTarget(tc.path, 6081)
-			if err != nil {
-				t.Fatal(err)
+			target := NewTarget(tc.path, 6081)
+			if ap, err := netip.ParseAddrPort(tc.path); err == nil {
+				target = Target{Addr: ap.Addr(), Port: ap.Port()}
 			}
 			cfg := Config{Mode: Client, VNI: 42, Local: netip.AddrPortFrom(idClient, 0), Path: target,
 				Remote: netip.PrefixFrom(idServer, 128), Resolver: res, DNSServer: tc.dns,
@@ -117,7 +117,7 @@ func TestClientPathResolution(t *testing.T) {
 		})
 	}
 	// No IPv4, no prefix given, and no DNS64: a clear error.
-	target, _ := ParseTarget("203.0.113.90", 6081)
+	target := NewTarget("203.0.113.90", 6081)
 	_, err := NewEndpoint(context.Background(), Config{Mode: Client, VNI: 42, Local: netip.AddrPortFrom(idClient, 0),
 		Path: target, Remote: netip.PrefixFrom(idServer, 128), DNSServer: startDNS64(t, &dns64{}).addr,
 		HasIPv4: func(netip.Addr) bool { return false }, Logger: testLogger(t),

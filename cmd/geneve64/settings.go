@@ -199,14 +199,14 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 	}
 	ec.VNI = uint32(*s.VNI)
 	var err error
-	if ec.Local, err = nat64.ParseAddrPort("LOCAL", s.Local); err != nil {
+	if ec.Local, err = parseAddrPort("LOCAL", s.Local); err != nil {
 		return c, usageError{err}
 	}
-	if ec.Remote, err = nat64.ParseRemote(s.Remote); err != nil {
+	if ec.Remote, err = parseRemote(s.Remote); err != nil {
 		return c, usageError{err}
 	}
 	if mode != nat64.Server {
-		if ec.Path, err = nat64.ParseTarget(s.Path, geneve.Port); err != nil {
+		if ec.Path, err = parseTarget(s.Path, geneve.Port); err != nil {
 			return c, usageError{err}
 		}
 	}

@@ -115,3 +115,35 @@ func TestKeyFileMode(t *testing.T) {
 		t.Fatalf("a 5,000-byte file: %v, want ErrKey", err)
 	}
 }
+
+// TestPositionalForms: the original's argument forms, and mistakes named.
+func TestPositionalForms(t *testing.T) {
+	if ap, err := parseAddrPort("LOCAL", "[2001:db8:a::1]:7000"); err != nil || ap.String() != "[2001:db8:a::1]:7000" {
+		t.Errorf("LOCAL with port: %v %v", ap, err)
+	}
+	if ap, err := parseAddrPort("LOCAL", "2001:db8:a::1"); err != nil || ap.Port() != 0 {
+		t.Errorf("bare LOCAL: %v %v", ap, err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"64:ff9b::203.0.113.90", "[64:ff9b::cb00:715a]:6081"},
+		{"192.0.2.1:7000", "192.0.2.1:7000"},
+		{"geneve-entry-point.nat64.dk", "geneve-entry-point.nat64.dk:6081"},
+	} {
+		if tg, err := parseTarget(tc.in, 6081); err != nil || tg.String() != tc.want {
+			t.Errorf("PATH %q: %v %v, want %s", tc.in, tg, err, tc.want)
+		}
+	}
+	if p, err := parseRemote("fdd9:f2f4:ed01::/64"); err != nil || p.Bits() != 64 {
+		t.Errorf("REMOTE prefix: %v %v", p, err)
+	}
+	for _, bad := range []struct{ f func() error }{
+		{func() error { _, err := parseTarget("bad host!", 6081); return err }},
+		{func() error { _, err := parseTarget("host:0", 6081); return err }},
+		{func() error { _, err := parseRemote("fdd9::1/64"); return err }},
+		{func() error { _, err := parseAddrPort("LOCAL", "fe80::1%eth0"); return err }},
+	} {
+		if bad.f() == nil {
+			t.Errorf("a bad form accepted")
+		}
+	}
+}

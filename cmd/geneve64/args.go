@@ -1,4 +1,4 @@
-package nat64
+package main
 
 import (
 	"fmt"
@@ -6,25 +6,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"geneve64/nat64"
 )
-
-// Target is a PATH argument: an IP literal or a hostname, with a port.
-type Target struct {
-	// Addr is the literal address; invalid when Host is a name.
-	Addr netip.Addr
-	// Host is the hostname to resolve; empty for a literal.
-	Host string
-	// Port is the UDP port.
-	Port uint16
-}
-
-// String formats t as it would be given on the command line.
-func (t Target) String() string {
-	if t.Host != "" {
-		return net.JoinHostPort(t.Host, strconv.Itoa(int(t.Port)))
-	}
-	return netip.AddrPortFrom(t.Addr, t.Port).String()
-}
 
 // splitPort splits "host", "host:port", "addr", "[v6]:port" or a bare IPv6
 // address; port is 0 when not given.
@@ -46,10 +30,13 @@ func splitPort(s string) (host string, port uint16, err error) {
 	return h, uint16(n), nil
 }
 
-// ParseAddrPort parses an address argument such as LOCAL: "2001:db8:a::1",
+// The command-line forms of the positional arguments, as the original
+// proof of concept took them.
+
+// parseAddrPort parses an address argument such as LOCAL: "2001:db8:a::1",
 // "[2001:db8:a::1]:7000", "192.0.2.1" or "192.0.2.1:7000". The port is 0
 // when not given, for the caller to apply its default.
-func ParseAddrPort(what, s string) (netip.AddrPort, error) {
+func parseAddrPort(what, s string) (netip.AddrPort, error) {
 	h, port, err := splitPort(s)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("%s %q: %w", what, s, err)
@@ -61,23 +48,23 @@ func ParseAddrPort(what, s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a.Unmap(), port), nil
 }
 
-// ParseTarget parses a PATH argument: an IPv6 or IPv4 literal, or a
+// parseTarget parses a PATH argument: an IPv6 or IPv4 literal, or a
 // hostname, each with an optional port (default defPort).
-func ParseTarget(s string, defPort uint16) (Target, error) {
+func parseTarget(s string, defPort uint16) (nat64.Target, error) {
 	h, port, err := splitPort(s)
 	if err != nil {
-		return Target{}, fmt.Errorf("PATH %q: %w", s, err)
+		return nat64.Target{}, fmt.Errorf("PATH %q: %w", s, err)
 	}
 	if port == 0 {
 		port = defPort
 	}
 	if a, err := netip.ParseAddr(h); err == nil {
-		return Target{Addr: a.Unmap(), Port: port}, nil
+		return nat64.Target{Addr: a.Unmap(), Port: port}, nil
 	}
 	if !validHostname(h) {
-		return Target{}, fmt.Errorf("PATH %q: neither an IP address nor a hostname", s)
+		return nat64.Target{}, fmt.Errorf("PATH %q: neither an IP address nor a hostname", s)
 	}
-	return Target{Host: h, Port: port}, nil
+	return nat64.Target{Host: h, Port: port}, nil
 }
 
 func validHostname(h string) bool {
@@ -97,10 +84,10 @@ func validHostname(h string) bool {
 	return true
 }
 
-// ParseRemote parses a REMOTE argument: an address (a prefix of one host)
+// parseRemote parses a REMOTE argument: an address (a prefix of one host)
 // or, where a server accepts many clients, a prefix such as
 // "fdd9:f2f4:ed01::/64".
-func ParseRemote(s string) (netip.Prefix, error) {
+func parseRemote(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
