@@ -57,14 +57,23 @@ type ackDelayer struct {
 	held   int
 	armed  bool
 	closed bool
-	timer  *time.Timer
+	timer  delayTimer
 	out    [][]byte // frames the timer sends
+}
+
+// delayTimer is the one timer that sends held ACKs: a *time.Timer running
+// flush, or in tests one they fire themselves, so that what a test says
+// was or was not sent after the delay is exact rather than slept for.
+type delayTimer interface {
+	Reset(time.Duration) bool
+	Stop() bool
 }
 
 func newAckDelayer(link Link, ethernet bool, mtu uint32) *ackDelayer {
 	d := &ackDelayer{link: link, ethernet: ethernet, small: 2 * mtu, flows: make(map[flowKey]*flowAcks)}
-	d.timer = time.AfterFunc(time.Hour, d.flush)
-	d.timer.Stop()
+	t := time.AfterFunc(time.Hour, d.flush)
+	t.Stop()
+	d.timer = t
 	return d
 }
 

@@ -38,6 +38,50 @@ func ackFrame2(ack uint32) []byte {
 	return buildSegment(segSpec{v6: true, seq: 7000, ack: ack, flags: header.TCPFlagAck, window: 100})
 }
 
+// manualTimer stands in for the delayer's timer: the test fires it.
+type manualTimer struct {
+	mu    sync.Mutex
+	armed bool
+	after time.Duration
+}
+
+func (m *manualTimer) Reset(d time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	was := m.armed
+	m.armed, m.after = true, d
+	return was
+}
+
+func (m *manualTimer) Stop() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	was := m.armed
+	m.armed = false
+	return was
+}
+
+// fire runs d's flush as its timer would, if armed, and reports whether
+// it was armed, and for how long.
+func (m *manualTimer) fire(d *ackDelayer) (bool, time.Duration) {
+	m.mu.Lock()
+	armed, after := m.armed, m.after
+	m.armed = false
+	m.mu.Unlock()
+	if armed {
+		d.flush()
+	}
+	return armed, after
+}
+
+// manualDelayer is a delayer on link whose timer the test fires.
+func manualDelayer(link Link) (*ackDelayer, *manualTimer) {
+	d := newAckDelayer(link, false, 1400)
+	m := &manualTimer{}
+	d.timer = m
+	return d, m
+}
+
 // passer returns a check that d lets want of one frame go at once.
 func passer(t *testing.T, d *ackDelayer) func(name string, f []byte, want int) {
 	return func(name string, f []byte, want int) {
@@ -53,23 +97,25 @@ func passer(t *testing.T, d *ackDelayer) func(name string, f []byte, want int) {
 // else goes at once.
 func TestAckDelay(t *testing.T) {
 	link := &captureLink{}
-	d := newAckDelayer(link, false, 1400)
+	d, timer := manualDelayer(link)
 	defer d.close()
 	pass := passer(t, d)
 	pass("a flow's first ACK", ackFrame(1000), 1)
 	pass("an ACK of one byte more", ackFrame(1001), 0)
 	// The reply carries the acknowledgement: the held ACK is dropped.
 	pass("the reply", buildSegment(segSpec{seq: 5000, ack: 1001, flags: header.TCPFlagAck | header.TCPFlagPsh, window: 100, tsval: 1, payload: []byte("x")}), 1)
-	time.Sleep(3 * ackDelay)
+	if armed, after := timer.fire(d); !armed || after != ackDelay {
+		t.Fatalf("the delay's timer: armed %v for %v, want %v", armed, after, ackDelay)
+	}
 	if link.count() != 0 {
 		t.Fatalf("%d held ACKs sent after the reply carried them", link.count())
 	}
-	// No reply: the ACK leaves on its own, after the delay.
+	// No reply: the ACK leaves on its own, once the delay is up.
 	pass("another small ACK", ackFrame(1002), 0)
-	deadline := time.Now().Add(time.Second)
-	for link.count() == 0 && time.Now().Before(deadline) {
-		time.Sleep(ackDelay / 4)
+	if link.count() != 0 {
+		t.Fatal("a held ACK left before its delay")
 	}
+	timer.fire(d)
 	if link.count() != 1 || string(link.frames[0]) != string(ackFrame(1002)) {
 		t.Fatalf("held ACK sent %d times", link.count())
 	}
@@ -92,9 +138,27 @@ func TestAckDelay(t *testing.T) {
 	before := link.count()
 	pass("a small ACK before close", ackFrame2(100+2801), 0)
 	d.close()
-	time.Sleep(3 * ackDelay)
+	d.flush() // the timer firing late, after close
 	if link.count() != before {
 		t.Fatal("a held ACK was sent after close")
+	}
+}
+
+// TestAckDelayRealTimer: with the real timer, a held ACK leaves on its
+// own within a bounded time.
+func TestAckDelayRealTimer(t *testing.T) {
+	link := &captureLink{}
+	d := newAckDelayer(link, false, 1400)
+	defer d.close()
+	pass := passer(t, d)
+	pass("a flow's first ACK", ackFrame(1000), 1)
+	pass("a small ACK", ackFrame(1001), 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for link.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(ackDelay / 4)
+	}
+	if link.count() != 1 {
+		t.Fatalf("held ACK sent %d times", link.count())
 	}
 }
 
