@@ -65,12 +65,8 @@ func (e *Endpoint) enqueueProbe(b *sendBatch, p *peer, now int64) {
 // expire removes a server's peer that has been idle past PeerTimeout.
 func (e *Endpoint) expire(p *peer) {
 	e.mu.Lock()
-	if e.peers[p.key] == p {
-		delete(e.peers, p.key)
-	}
+	e.removeLocked(p)
 	e.mu.Unlock()
-	p.expired.Store(true)
-	e.sw.forget(p)
 	e.fullLogged.Store(false)
 	if _, proven := p.currentPath(); !proven {
 		// Forged sources make such peers at will: not worth a line each.
@@ -106,4 +102,14 @@ func (e *Endpoint) onSilent(p *peer) {
 			e.log.Info("peer path reset", "identity", p.id, "from", cur, "to", path)
 		}
 	}()
+}
+
+// removeLocked takes p out of the peer table and the switch, for good.
+// The caller holds e.mu.
+func (e *Endpoint) removeLocked(p *peer) {
+	if e.peers[p.key] == p {
+		delete(e.peers, p.key)
+	}
+	p.expired.Store(true)
+	e.sw.forget(p)
 }

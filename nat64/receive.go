@@ -235,25 +235,18 @@ const minMoveInterval = 250 * time.Millisecond
 // wins, once the new path has answered a challenge (validate.go).
 func (e *Endpoint) heard(p *peer, from netip.AddrPort, now int64, b *sendBatch) {
 	first := p.lastHeard.Swap(now) == 0
-	if e.validates() {
+	if e.cfg.Mode == Server || e.cfg.Mode == Auto {
 		if cur, ok := p.currentPath(); !ok || cur != from {
-			e.challenge(p, from, now, b)
-		}
-	} else if e.cfg.Mode == Server || e.cfg.Mode == Auto {
-		if cur, ok := p.currentPath(); !ok || cur != from {
-			// Moves are rate-limited per peer: a roaming client waits at most
-			// minMoveInterval, and a stream of packets from ever new sources
-			// cannot make the path flap.
-			if last := p.lastMove.Load(); ok && last != 0 && now-last < int64(minMoveInterval) {
+			switch last := p.lastMove.Load(); {
+			case e.validates():
+				e.challenge(p, from, now, b)
+			case ok && last != 0 && now-last < int64(minMoveInterval):
+				// Moves are rate-limited per peer: a roaming client waits at
+				// most minMoveInterval, and a stream of packets from ever new
+				// sources cannot make the path flap.
 				e.stats.PathHeld.Add(1)
-			} else {
-				moved := from // a copy, so only a change allocates
-				p.path.Store(&moved)
-				p.lastMove.Store(now)
-				e.stats.PathChanges.Add(1)
-				if ok {
-					e.log.Info("peer path moved", "identity", p.id, "from", cur, "to", from)
-				}
+			default:
+				e.setPath(p, from, now)
 			}
 		}
 	}
@@ -286,6 +279,17 @@ func (e *Endpoint) handleOAM(p *peer, from netip.AddrPort, m oamMessage, now int
 	}
 }
 
+// setPath makes to p's path, as learned at now.
+func (e *Endpoint) setPath(p *peer, to netip.AddrPort, now int64) {
+	prev, had := p.currentPath()
+	p.path.Store(&to) // a copy, so only a change allocates
+	p.lastMove.Store(now)
+	e.stats.PathChanges.Add(1)
+	if had {
+		e.log.Info("peer path moved", "identity", p.id, "from", prev, "to", to)
+	}
+}
+
 // evictUnproven makes room in a full peer table by dropping the oldest
 // peer that never proved its path, if there is one: a peer that did is
 // never evicted for a newcomer. The caller holds e.mu.
@@ -302,9 +306,7 @@ func (e *Endpoint) evictUnproven() bool {
 	if oldest == nil {
 		return false
 	}
-	delete(e.peers, oldest.key)
-	oldest.expired.Store(true)
-	e.sw.forget(oldest)
+	e.removeLocked(oldest)
 	e.stats.Evicted.Add(1)
 	return true
 }

@@ -68,15 +68,9 @@ func (e *Endpoint) answered(p *peer, from netip.AddrPort, seq uint64, now int64)
 	if !p.candidate.CompareAndSwap(cand, nil) {
 		return false
 	}
-	prev, had := p.currentPath()
-	moved := from
-	p.path.Store(&moved)
-	p.lastMove.Store(now)
-	e.stats.PathChanges.Add(1)
-	if had {
-		e.log.Info("peer path moved", "identity", p.id, "from", prev, "to", from)
-	} else {
+	if _, had := p.currentPath(); !had {
 		e.log.Info("peer path validated", "identity", p.id, "path", from)
 	}
+	e.setPath(p, from, now)
 	return true
 }
