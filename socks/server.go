@@ -34,12 +34,13 @@ type Config struct {
 	// HandshakeTimeout is how long a client has to finish its greeting,
 	// authentication and request (default 10 s).
 	HandshakeTimeout time.Duration
-	// MaxHandshakes bounds connections still in their handshake (default
-	// 256); past it the oldest is closed, so that silent connections never
-	// keep a real client out.
+	// MaxHandshakes bounds connections still in their handshake
+	// (DefaultMaxHandshakes); past it the oldest is closed, so that silent
+	// connections never keep a real client out.
 	MaxHandshakes int
-	// MaxUDPAssociations bounds UDP ASSOCIATE sessions at once (default
-	// 256); each holds two 64 KiB buffers however many targets it names.
+	// MaxUDPAssociations bounds UDP ASSOCIATE sessions at once
+	// (DefaultMaxUDPAssociations); each holds two 64 KiB buffers however
+	// many targets it names.
 	MaxUDPAssociations int
 	// Logger receives the server's log; slog.Default() by default.
 	Logger *slog.Logger
@@ -67,9 +68,11 @@ type Server struct {
 
 // Defaults for Config fields left zero, and for forwards' UDP idle time.
 const (
-	DefaultMaxConns         = 4096
-	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultUDPIdle          = 2 * time.Minute
+	DefaultMaxConns           = 4096
+	DefaultHandshakeTimeout   = 10 * time.Second
+	DefaultMaxHandshakes      = 256
+	DefaultMaxUDPAssociations = 256
+	DefaultUDPIdle            = 2 * time.Minute
 )
 
 // Listen starts a SOCKS5 server on cfg.Addr whose CONNECT and UDP
@@ -84,10 +87,10 @@ func Listen(nw Network, cfg Config) (*Server, error) {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if cfg.MaxHandshakes <= 0 {
-		cfg.MaxHandshakes = 256
+		cfg.MaxHandshakes = DefaultMaxHandshakes
 	}
 	if cfg.MaxUDPAssociations <= 0 {
-		cfg.MaxUDPAssociations = 256
+		cfg.MaxUDPAssociations = DefaultMaxUDPAssociations
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
