@@ -306,9 +306,22 @@ func TestCLIDemoOnce(t *testing.T) {
 	}
 }
 
-// TestCLIBench: the benchmark command runs end to end and reports every
-// figure the README's performance table has (a smoke test: figures are
-// printed, never asserted on, since machines are noisy).
+// buildBench builds cmd/geneve64-bench once.
+var buildBench = sync.OnceValues(func() (string, error) {
+	bin, err := buildBinary()
+	if err != nil {
+		return "", err
+	}
+	bench := filepath.Join(filepath.Dir(bin), "geneve64-bench")
+	if out, err := exec.Command("go", "build", "-o", bench, "../cmd/geneve64-bench").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bench, nil
+})
+
+// TestCLIBench: the benchmark command runs the product binary end to end
+// and reports every figure the README's performance table has (a smoke
+// test: figures are printed, never asserted on, since machines are noisy).
 func TestCLIBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bench takes a few seconds")
@@ -317,7 +330,11 @@ func TestCLIBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "bench", "--quick", "--duration", "300ms", "--json").Output()
+	bench, err := buildBench()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bench, "--geneve64", bin, "--quick", "--duration", "300ms", "--json").Output()
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
@@ -341,10 +358,72 @@ func TestCLIBench(t *testing.T) {
 	}
 	for _, want := range []string{"kernel loopback TCP, 1 stream", "SOCKS5 1-byte ping-pong p50",
 		"SOCKS5, 1 stream(s) up, inner MTU 1394 (1500-byte outer path)", "forward, 1 stream down, inner MTU 9000",
-		"SOCKS5 connections (CONNECT, first byte, close)", "RSS near end (SOCKS), idle", "bare tunnel frames (encap→UDP→decap, no netstack)",
+		"SOCKS5 connections (CONNECT, first byte, close)", "RSS near end (SOCKS), idle",
 		"plain relays, no tunnel: SOCKS5, 1 stream up", "plain relays, no tunnel: connections (CONNECT, first byte, close)"} {
 		if v, ok := names[want]; !ok || v <= 0 {
 			t.Errorf("bench reported %q = %v", want, v)
+		}
+	}
+	// A binary that is not there is a usage error naming it.
+	cmd := exec.Command(bench, "--geneve64", filepath.Join(t.TempDir(), "missing"))
+	out, err = cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "missing") {
+		t.Errorf("bench with a missing binary: %v\n%s", err, out)
+	}
+}
+
+// TestCLIReadyFD: --ready-fd reports every listener's address once they
+// all serve, and a descriptor that is not open is a usage error.
+func TestCLIReadyFD(t *testing.T) {
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	p := freeUDPPort(t)
+	cmd := exec.Command(bin, "symmetric", "42", fmt.Sprintf("[::1]:%d", p), "[::1]:9", "::1", "--addr", "10.42.0.2/24",
+		"--socks", "127.0.0.1:0", "--forward", "127.0.0.1:0=10.42.0.1:80", "--forward", "udp/127.0.0.1:0=10.42.0.1:53",
+		"--metrics", "127.0.0.1:0", "--ready-fd", "3")
+	cmd.ExtraFiles = []*os.File{pw}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	b, err := io.ReadAll(pr) // the binary closes its end after the one line
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Outer, SOCKS, Metrics string
+		Forwards              []string
+	}
+	if err := json.Unmarshal(b, &r); err != nil || strings.Count(string(b), "\n") != 1 {
+		t.Fatalf("ready line %q: %v", b, err)
+	}
+	if r.Outer != fmt.Sprintf("[::1]:%d", p) || len(r.Forwards) != 2 {
+		t.Fatalf("ready report %+v", r)
+	}
+	// Each reported listener serves by now.
+	for _, a := range []string{r.SOCKS, r.Forwards[0], r.Metrics} {
+		c, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			t.Errorf("reported %s: %v", a, err)
+			continue
+		}
+		c.Close()
+	}
+	if resp, err := http.Get("http://" + r.Metrics + "/metrics"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("metrics at the reported address: %v %v", resp, err)
+	}
+	for _, fd := range []string{"7", "-1"} {
+		out, err := exec.Command(bin, "symmetric", "42", "[::1]:6081", "[::1]:9", "::1", "--ready-fd", fd).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "--ready-fd "+fd) {
+			t.Errorf("--ready-fd %s: %v\n%s", fd, err, out)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"geneve64/internal/node"
 	"geneve64/nat64"
+	"geneve64/nat64/udpbatch"
 	"geneve64/stack"
 )
 
@@ -75,10 +76,10 @@ func (l *ovsLab) vs(args ...string) {
 func (l *ovsLab) endpoint(vni uint32, local, remote string, noOption bool) *node.Node {
 	l.t.Helper()
 	la := localOf(l.t, local)
-	var conn nat64.PacketConn
+	var conn udpbatch.PacketConn
 	if err := inNetns(l.g64, func() error {
 		var err error
-		conn, err = nat64.ListenUDP(netip.AddrPortFrom(la.Addr(), 6081))
+		conn, err = udpbatch.ListenUDP(netip.AddrPortFrom(la.Addr(), 6081))
 		return err
 	}); err != nil {
 		l.t.Fatal(err)
@@ -86,7 +87,7 @@ func (l *ovsLab) endpoint(vni uint32, local, remote string, noOption bool) *node
 	n := startNode(l.t, node.Config{
 		Endpoint: nat64.Config{Mode: nat64.Symmetric, VNI: vni, Local: la, NoOption: noOption,
 			Path: nat64.Target{Addr: ip(remote), Port: 6081}, Remote: netip.PrefixFrom(ip(remote), ip(remote).BitLen()),
-			Keepalive: -1, Listen: func(netip.AddrPort) (nat64.PacketConn, error) { return conn, nil }},
+			Keepalive: -1, Listen: func(netip.AddrPort) (udpbatch.PacketConn, error) { return conn, nil }},
 		Stack: stack.Config{Addrs: []netip.Prefix{pf("10.50.0.1/24")}},
 	})
 	return n

@@ -21,6 +21,7 @@ import (
 	"geneve64/geneve"
 	"geneve64/internal/node"
 	"geneve64/nat64"
+	"geneve64/nat64/udpbatch"
 	"geneve64/socks"
 	"geneve64/stack"
 )
@@ -47,15 +48,15 @@ type pairOptions struct {
 	tapNear, tapFar *tap
 }
 
-// tap is a nat64.PacketConn that keeps copies of the last data packets
+// tap is a udpbatch.PacketConn that keeps copies of the last data packets
 // (not OAM) written through it: a capture to replay.
 type tap struct {
-	nat64.PacketConn
+	udpbatch.PacketConn
 	mu   sync.Mutex
 	last [][]byte
 }
 
-func (c *tap) WriteBatch(m []nat64.Message) (int, error) {
+func (c *tap) WriteBatch(m []udpbatch.Message) (int, error) {
 	c.mu.Lock()
 	for _, x := range m {
 		if len(x.Buf) > 100 && x.Buf[1]&0x80 == 0 { // data, not OAM
@@ -77,8 +78,8 @@ func (c *tap) captured() [][]byte {
 
 // listenTapped returns a ListenFunc on real UDP whose socket t wraps.
 func listenTapped(t *tap) nat64.ListenFunc {
-	return func(laddr netip.AddrPort) (nat64.PacketConn, error) {
-		c, err := nat64.ListenUDP(laddr)
+	return func(laddr netip.AddrPort) (udpbatch.PacketConn, error) {
+		c, err := udpbatch.ListenUDP(laddr)
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"geneve64/geneve"
+	"geneve64/nat64/udpbatch"
 )
 
 var testKey = bytes.Repeat([]byte{0x42}, 32)
@@ -152,7 +153,7 @@ func TestAuthenticatedEndpoints(t *testing.T) {
 	rec := &tapConn{PacketConn: cc}
 	cli, sc := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(idClient, 0), Path: path, Key: testKey,
 		Remote: netip.PrefixFrom(idServer, 128), Keepalive: time.Hour,
-		Listen: func(netip.AddrPort) (PacketConn, error) { return rec, nil }})
+		Listen: func(netip.AddrPort) (udpbatch.PacketConn, error) { return rec, nil }})
 	f1, f2 := ethFrame(0x10, 1, "to the server"), ethFrame(1, 0x10, "to the client")
 	cli.SendFrames([][]byte{f1})
 	ss.waitFor(t, f1)
@@ -177,7 +178,7 @@ func TestAuthenticatedEndpoints(t *testing.T) {
 	attacker, _ := loopback(t)
 	captured := rec.last(t)
 	before := srv.Stats().Drops(DropReplay)
-	attacker.WriteBatch([]Message{{Buf: captured, Addr: cs.LocalAddr()}})
+	attacker.WriteBatch([]udpbatch.Message{{Buf: captured, Addr: cs.LocalAddr()}})
 	waitUntil(t, "the replay counted", func() bool { return srv.Stats().Drops(DropReplay) > before })
 	if srv.Peers()[0].Path != good {
 		t.Fatal("a replayed frame moved the path")
@@ -186,7 +187,7 @@ func TestAuthenticatedEndpoints(t *testing.T) {
 	cu, lu := loopback(t)
 	plain, _ := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
 		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: lu, Keepalive: time.Hour})
-	attacker.WriteBatch([]Message{{Buf: captured, Addr: cu.LocalAddr()}})
+	attacker.WriteBatch([]udpbatch.Message{{Buf: captured, Addr: cu.LocalAddr()}})
 	waitUntil(t, "the keyed frame dropped as critical", func() bool { return plain.Stats().Drops(DropCritical) == 1 })
 	if hex.EncodeToString(captured[44:48]) != "fff08108" {
 		t.Fatalf("auth option header %x, want class 0xfff0 type 0x81 length 8", captured[44:48])
@@ -195,12 +196,12 @@ func TestAuthenticatedEndpoints(t *testing.T) {
 
 // tapConn records the last datagram written through it.
 type tapConn struct {
-	PacketConn
+	udpbatch.PacketConn
 	mu   sync.Mutex
 	data []byte
 }
 
-func (c *tapConn) WriteBatch(m []Message) (int, error) {
+func (c *tapConn) WriteBatch(m []udpbatch.Message) (int, error) {
 	for _, x := range m {
 		h, _, err := geneve.Parse(x.Buf)
 		if err == nil && !h.OAM {
@@ -251,7 +252,7 @@ func TestReplayFromNewPort(t *testing.T) {
 			rec := &tapConn{PacketConn: cc}
 			cli, _ := start(t, Config{Mode: Client, VNI: 7, Local: netip.AddrPortFrom(idClient, 0), Key: testKey, NoOption: noOption,
 				Path: Target{Addr: cs.LocalAddr().Addr(), Port: cs.LocalAddr().Port()}, Remote: netip.PrefixFrom(idServer, 128),
-				Keepalive: time.Hour, Listen: func(netip.AddrPort) (PacketConn, error) { return rec, nil }})
+				Keepalive: time.Hour, Listen: func(netip.AddrPort) (udpbatch.PacketConn, error) { return rec, nil }})
 			f := ethFrame(0x10, 1, "captured")
 			cli.SendFrames([][]byte{f})
 			ss.waitFor(t, f)

@@ -3,6 +3,8 @@ package nat64
 import (
 	"net/netip"
 	"testing"
+
+	"geneve64/nat64/udpbatch"
 )
 
 // BenchmarkServerReceive: a server's per-frame receive work for a batch of
@@ -14,9 +16,9 @@ func BenchmarkServerReceive(b *testing.B) {
 	in := peerPacket(e, idB, frame)
 	from := netip.MustParseAddrPort("[64:ff9b::c000:201]:40000")
 	const batch = 32
-	msgs := make([]Message, batch)
+	msgs := make([]udpbatch.Message, batch)
 	for i := range msgs {
-		msgs[i] = Message{Buf: in, N: len(in), Addr: from}
+		msgs[i] = udpbatch.Message{Buf: in, N: len(in), Addr: from}
 	}
 	rx := &rxState{deliver: make([][]byte, 0, batch), out: newSendBatch(batch)}
 	// The local stack's MAC is learned from what it sends, as in a tunnel.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"geneve64/geneve"
+	"geneve64/nat64/udpbatch"
 )
 
 // Mode is how an endpoint finds its path to the peer; see docs/PROTOCOL.md.
@@ -188,7 +189,7 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: %d bytes, need at least %d", ErrKey, len(c.Key), MinKeyLen)
 	}
 	if c.Listen == nil {
-		c.Listen = ListenUDP
+		c.Listen = udpbatch.ListenUDP
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -215,3 +216,6 @@ func (c *Config) bindAddr() netip.AddrPort {
 	}
 	return netip.AddrPortFrom(c.Local.Addr(), port)
 }
+
+// ListenFunc opens the outer connection of an endpoint bound to laddr.
+type ListenFunc func(laddr netip.AddrPort) (udpbatch.PacketConn, error)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"geneve64/geneve"
+	"geneve64/nat64/udpbatch"
 )
 
 // An InnerLink consumes the inner frames an endpoint receives: the netstack,
@@ -25,7 +26,7 @@ type InnerLink interface {
 // valid frames it receives to its [InnerLink].
 type Endpoint struct {
 	cfg   Config
-	conn  PacketConn
+	conn  udpbatch.PacketConn
 	log   *slog.Logger
 	start time.Time
 	stats Stats
@@ -62,11 +63,11 @@ type Endpoint struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
-}
 
-// maxDatagram is the largest outer datagram read: the UDP maximum, so that
-// large inner MTUs work on paths that allow them.
-const maxDatagram = 65535
+	// now is the clock every timer reads (see clock); tests replace it,
+	// before Start, to step time exactly instead of sleeping.
+	now func() int64
+}
 
 // NewEndpoint validates cfg, binds the outer socket and resolves PATH. The
 // endpoint does nothing until [Endpoint.Start].
@@ -81,11 +82,12 @@ func NewEndpoint(ctx context.Context, cfg Config) (*Endpoint, error) {
 		closed: make(chan struct{}),
 		prefix: cfg.NAT64Prefix,
 	}
+	e.now = func() int64 { return int64(time.Since(e.start)) + 1 }
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	conn, err := cfg.Listen(cfg.bindAddr())
 	if err != nil {
 		e.cancel()
-		return nil, err
+		return nil, fmt.Errorf("nat64: %w", err)
 	}
 	e.conn = conn
 	e.batches.New = func() any { return newSendBatch(conn.BatchSize()) }
@@ -187,8 +189,9 @@ func (e *Endpoint) peerList() []*peer {
 	return ps
 }
 
-// clock is nanoseconds since the endpoint started, never 0.
-func (e *Endpoint) clock() int64 { return int64(time.Since(e.start)) + 1 }
+// clock is nanoseconds since the endpoint started, never 0: the one time
+// base of peers, paths, the switch and the rate limits.
+func (e *Endpoint) clock() int64 { return e.now() }
 
 // String describes the endpoint for logs and errors.
 func (e *Endpoint) String() string {

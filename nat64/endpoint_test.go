@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"geneve64/geneve"
+	"geneve64/nat64/udpbatch"
 )
 
 // sink is an InnerLink that keeps copies of what it is given.
@@ -81,17 +83,35 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // loopback opens a real UDP socket on [::1] for an endpoint to use.
-func loopback(t *testing.T) (PacketConn, ListenFunc) {
+func loopback(t *testing.T) (udpbatch.PacketConn, ListenFunc) {
 	t.Helper()
-	c, err := ListenUDP(netip.MustParseAddrPort("[::1]:0"))
+	c, err := udpbatch.ListenUDP(netip.MustParseAddrPort("[::1]:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return c, func(netip.AddrPort) (PacketConn, error) { return c, nil }
+	return c, func(netip.AddrPort) (udpbatch.PacketConn, error) { return c, nil }
 }
 
 func start(t *testing.T, cfg Config) (*Endpoint, *sink) {
+	t.Helper()
+	return startClocked(t, cfg, nil)
+}
+
+// testClock is an endpoint clock that moves only when told to.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(1)
+	return c
+}
+
+func (c *testClock) now() int64              { return c.ns.Load() }
+func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// startClocked starts an endpoint whose timers read clk (nil: real time).
+func startClocked(t *testing.T, cfg Config, clk *testClock) (*Endpoint, *sink) {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -99,6 +119,9 @@ func start(t *testing.T, cfg Config) (*Endpoint, *sink) {
 	e, err := NewEndpoint(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if clk != nil {
+		e.now = clk.now
 	}
 	s := newSink()
 	e.Start(s)
@@ -204,9 +227,13 @@ func TestServerThreeClients(t *testing.T) {
 	uc := ethFrame(1, 2, "is at")
 	clients[1].SendFrames([][]byte{uc})
 	sinks[0].waitFor(t, uc)
-	time.Sleep(50 * time.Millisecond)
-	if sinks[2].count() != 1 {
-		t.Fatalf("client 3 got %d frames; the unicast leaked", sinks[2].count())
+	// A broadcast client 2 sends next reaches client 3 after anything the
+	// server forwarded to it before: once it is there, a leak would be too.
+	marker := ethFrame(0xff, 2, "marker 1")
+	clients[1].SendFrames([][]byte{marker})
+	sinks[2].waitFor(t, marker)
+	if sinks[2].has(uc) {
+		t.Fatal("client 3 got the unicast for client 1")
 	}
 	// The server's own stack sends to client 3's MAC (learned from nothing
 	// yet: flooded), then client 3 speaks and the next one goes only to it.
@@ -215,7 +242,10 @@ func TestServerThreeClients(t *testing.T) {
 	to3 := ethFrame(3, 0x10, "for 3 only")
 	srv.SendFrames([][]byte{to3})
 	sinks[2].waitFor(t, to3)
-	time.Sleep(50 * time.Millisecond)
+	marker = ethFrame(0xff, 0x10, "marker 2") // as above, from the server
+	srv.SendFrames([][]byte{marker})
+	sinks[0].waitFor(t, marker)
+	sinks[1].waitFor(t, marker)
 	for i := 0; i < 2; i++ {
 		if sinks[i].has(to3) {
 			t.Fatalf("client %d got a frame for client 3", i+1)
@@ -278,7 +308,7 @@ func TestReceiverDrops(t *testing.T) {
 		{"new peer over the cap", build(7, opt(netip.MustParseAddr("fdd9:f2f4:ed01::99"), idServer)), DropPeerLimit},
 	} {
 		before := srv.Stats().Drops(tc.reason)
-		attacker.WriteBatch([]Message{{Buf: tc.pkt, Addr: cs.LocalAddr()}})
+		attacker.WriteBatch([]udpbatch.Message{{Buf: tc.pkt, Addr: cs.LocalAddr()}})
 		waitUntil(t, tc.name+" counted", func() bool { return srv.Stats().Drops(tc.reason) == before+1 })
 	}
 	if ss.count() != 0 {
@@ -292,7 +322,7 @@ func TestReceiverDrops(t *testing.T) {
 	// client keeps sending, and so does this.)
 	answerer(t, attacker, idClient, idServer)
 	waitUntil(t, "roaming", func() bool {
-		attacker.WriteBatch([]Message{{Buf: build(7, goodOpt), Addr: cs.LocalAddr()}})
+		attacker.WriteBatch([]udpbatch.Message{{Buf: build(7, goodOpt), Addr: cs.LocalAddr()}})
 		time.Sleep(20 * time.Millisecond)
 		return srv.Peers()[0].Path == attacker.LocalAddr()
 	})
@@ -330,8 +360,9 @@ func TestServerExpiresIdlePeers(t *testing.T) {
 // succession move the path once; after the interval, the newest wins.
 func TestPathMovesRateLimited(t *testing.T) {
 	cs, ls := loopback(t)
-	srv, _ := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
-		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour})
+	clk := newTestClock()
+	srv, _ := startClocked(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour}, clk)
 	opt, _ := AppendOption(nil, Endpoints{Src: idClient, Dst: idServer})
 	pkt, _ := (&geneve.Header{Protocol: geneve.ProtocolEthernet, VNI: 7, OptionBytes: opt}).Append(nil)
 	pkt = append(pkt, ethFrame(0x10, 1, "roaming")...)
@@ -339,16 +370,22 @@ func TestPathMovesRateLimited(t *testing.T) {
 	b, _ := loopback(t)
 	answerer(t, a, idClient, idServer)
 	answerer(t, b, idClient, idServer)
-	a.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
+	a.WriteBatch([]udpbatch.Message{{Buf: pkt, Addr: cs.LocalAddr()}})
 	waitUntil(t, "the first path", func() bool { return len(srv.Peers()) == 1 && srv.Peers()[0].Path == a.LocalAddr() })
-	a.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}}) // a second packet: lastMove is set by the move above
-	b.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
+	a.WriteBatch([]udpbatch.Message{{Buf: pkt, Addr: cs.LocalAddr()}}) // a second packet: lastMove is set by the move above
+	b.WriteBatch([]udpbatch.Message{{Buf: pkt, Addr: cs.LocalAddr()}})
 	waitUntil(t, "the held move counted", func() bool { return srv.Stats().PathHeld.Load() >= 1 })
 	if srv.Peers()[0].Path != a.LocalAddr() {
 		t.Fatal("the path moved twice within the interval")
 	}
-	time.Sleep(minMoveInterval)
-	b.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
+	clk.advance(minMoveInterval - 1) // one nanosecond short: still held
+	b.WriteBatch([]udpbatch.Message{{Buf: pkt, Addr: cs.LocalAddr()}})
+	waitUntil(t, "the second held move counted", func() bool { return srv.Stats().PathHeld.Load() >= 2 })
+	if srv.Peers()[0].Path != a.LocalAddr() {
+		t.Fatal("the path moved before the interval ended")
+	}
+	clk.advance(1)
+	b.WriteBatch([]udpbatch.Message{{Buf: pkt, Addr: cs.LocalAddr()}})
 	waitUntil(t, "the move after the interval", func() bool { return srv.Peers()[0].Path == b.LocalAddr() })
 }
 
@@ -384,7 +421,7 @@ func TestReceiveBatchMemo(t *testing.T) {
 	for i, s := range steps {
 		in := peerPacket(e, s.id, ethFrame(s.dst, s.src, "x"))
 		before := rx.out.n
-		m := Message{Buf: in, N: len(in), Addr: s.from}
+		m := udpbatch.Message{Buf: in, N: len(in), Addr: s.from}
 		e.receive(&m, now, rx)
 		local := len(rx.deliver) > 0
 		rx.deliver = rx.deliver[:0]

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"geneve64/geneve"
+	"geneve64/nat64/udpbatch"
 )
 
 // FuzzReceiveAuthenticated feeds any packet to an authenticated endpoint's
@@ -24,11 +25,11 @@ func FuzzReceiveAuthenticated(f *testing.F) {
 	rx := &rxState{out: newSendBatch(8)}
 	from := netip.MustParseAddrPort("[64:ff9b::c000:201]:40000")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) > maxDatagram {
+		if len(b) > udpbatch.MaxDatagram {
 			return
 		}
 		buf := append([]byte(nil), b...)
-		m := Message{Buf: buf, N: len(buf), Addr: from}
+		m := udpbatch.Message{Buf: buf, N: len(buf), Addr: from}
 		rx.startBatch()
 		e.receive(&m, e.clock(), rx)
 		if len(rx.deliver) != 0 || len(e.Peers()) != 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"geneve64/geneve"
+	"geneve64/nat64/udpbatch"
 )
 
 // fakeResolver answers A and AAAA lookups from tables and counts calls.
@@ -38,7 +39,7 @@ func (r *fakeResolver) LookupNetIP(_ context.Context, network, host string) ([]n
 	return nil, errors.New("no such host")
 }
 
-// discardConn is a PacketConn whose reads block and whose writes vanish:
+// discardConn is a udpbatch.PacketConn whose reads block and whose writes vanish:
 // enough to resolve paths and to count allocations.
 type discardConn struct {
 	local  netip.AddrPort
@@ -48,11 +49,14 @@ type discardConn struct {
 func newDiscardConn(local string) *discardConn {
 	return &discardConn{local: netip.MustParseAddrPort(local), closed: make(chan struct{})}
 }
-func (d *discardConn) ReadBatch([]Message) (int, error)    { <-d.closed; return 0, errClosedForTest }
-func (d *discardConn) WriteBatch(m []Message) (int, error) { return len(m), nil }
-func (d *discardConn) LocalAddr() netip.AddrPort           { return d.local }
-func (d *discardConn) BatchSize() int                      { return 8 }
-func (d *discardConn) Close() error                        { close(d.closed); return nil }
+func (d *discardConn) ReadBatch([]udpbatch.Message) (int, error) {
+	<-d.closed
+	return 0, errClosedForTest
+}
+func (d *discardConn) WriteBatch(m []udpbatch.Message) (int, error) { return len(m), nil }
+func (d *discardConn) LocalAddr() netip.AddrPort                    { return d.local }
+func (d *discardConn) BatchSize() int                               { return 8 }
+func (d *discardConn) Close() error                                 { close(d.closed); return nil }
 
 var errClosedForTest = errors.New("closed")
 
@@ -62,7 +66,7 @@ var errClosedForTest = errors.New("closed")
 func discardEndpoint(tb testing.TB, cfg Config) *Endpoint {
 	tb.Helper()
 	cfg.Logger = testLogger(tb)
-	cfg.Listen = func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[2001:db8:a::1]:6081"), nil }
+	cfg.Listen = func(netip.AddrPort) (udpbatch.PacketConn, error) { return newDiscardConn("[2001:db8:a::1]:6081"), nil }
 	e, err := NewEndpoint(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -102,7 +106,7 @@ func TestClientPathResolution(t *testing.T) {
 			cfg := Config{Mode: Client, VNI: 42, Local: netip.AddrPortFrom(idClient, 0), Path: target,
 				Remote: netip.PrefixFrom(idServer, 128), Resolver: res, DNSServer: tc.dns,
 				HasIPv4: func(netip.Addr) bool { return tc.hasIPv4 }, Logger: testLogger(t),
-				Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[::]:40000"), nil }}
+				Listen: func(netip.AddrPort) (udpbatch.PacketConn, error) { return newDiscardConn("[::]:40000"), nil }}
 			if tc.prefix != "" {
 				cfg.NAT64Prefix = netip.MustParsePrefix(tc.prefix)
 			}
@@ -121,7 +125,7 @@ func TestClientPathResolution(t *testing.T) {
 	_, err := NewEndpoint(context.Background(), Config{Mode: Client, VNI: 42, Local: netip.AddrPortFrom(idClient, 0),
 		Path: target, Remote: netip.PrefixFrom(idServer, 128), DNSServer: startDNS64(t, &dns64{}).addr,
 		HasIPv4: func(netip.Addr) bool { return false }, Logger: testLogger(t),
-		Listen: func(netip.AddrPort) (PacketConn, error) { return newDiscardConn("[::]:40000"), nil }})
+		Listen: func(netip.AddrPort) (udpbatch.PacketConn, error) { return newDiscardConn("[::]:40000"), nil }})
 	if !errors.Is(err, ErrNoNAT64) || !errors.Is(err, ErrNeedPrefix) || !strings.Contains(err.Error(), "203.0.113.90") {
 		t.Fatalf("err = %v, want ErrNeedPrefix and ErrNoNAT64, naming the PATH", err)
 	}
@@ -137,25 +141,25 @@ func TestSilentPeerReresolves(t *testing.T) {
 	port := c1.LocalAddr().Port()
 	res := &fakeResolver{}
 	res.addr.Store(ptr(netip.IPv6Loopback()))
-	cc, err := ListenUDP(netip.MustParseAddrPort("[::]:0"))
+	cc, err := udpbatch.ListenUDP(netip.MustParseAddrPort("[::]:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cli, _ := start(t, Config{Mode: Client, VNI: 1, Local: netip.AddrPortFrom(idClient, 0),
 		Path: Target{Host: "server.example", Port: port}, Remote: netip.PrefixFrom(idServer, 128),
 		Resolver: res, HasIPv4: func(netip.Addr) bool { return true }, Keepalive: 40 * time.Millisecond,
-		Listen: func(netip.AddrPort) (PacketConn, error) { return cc, nil }})
+		Listen: func(netip.AddrPort) (udpbatch.PacketConn, error) { return cc, nil }})
 	waitUntil(t, "an RTT", func() bool { return cli.Peers()[0].RTT > 0 })
 
 	// The server moves to 127.0.0.1:P, and DNS says so.
 	srv1.Close()
-	c2, err := ListenUDP(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+	c2, err := udpbatch.ListenUDP(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	start(t, Config{Mode: Server, VNI: 1, Local: netip.AddrPortFrom(idServer, 0),
 		Remote: netip.PrefixFrom(idClient, 128), Keepalive: time.Hour,
-		Listen: func(netip.AddrPort) (PacketConn, error) { return c2, nil }})
+		Listen: func(netip.AddrPort) (udpbatch.PacketConn, error) { return c2, nil }})
 	res.addr.Store(ptr(netip.MustParseAddr("127.0.0.1")))
 
 	waitUntil(t, "the peer to go silent", func() bool { return cli.Peers()[0].Silent })
@@ -174,13 +178,13 @@ func ptr[T any](v T) *T { return &v }
 // be IPv4 and the outer side runs over IPv4; a NAT64 option that arrives
 // anyway is ignored.
 func TestPlainGENEVEOverIPv4(t *testing.T) {
-	open := func() (PacketConn, ListenFunc) {
-		c, err := ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"))
+	open := func() (udpbatch.PacketConn, ListenFunc) {
+		c, err := udpbatch.ListenUDP(netip.MustParseAddrPort("127.0.0.1:0"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		return c, func(netip.AddrPort) (PacketConn, error) { return c, nil }
+		return c, func(netip.AddrPort) (udpbatch.PacketConn, error) { return c, nil }
 	}
 	ca, la := open()
 	cb, lb := open()
@@ -202,7 +206,7 @@ func TestPlainGENEVEOverIPv4(t *testing.T) {
 	opt, _ := AppendOption(nil, Endpoints{Src: idA, Dst: idB})
 	h := []byte{byte(len(opt) / 4), 0, 0x65, 0x58, 0, 0x13, 0x89, 0}
 	pkt := append(append(h, opt...), ethFrame(2, 9, "with option")...)
-	ca.WriteBatch([]Message{{Buf: pkt, Addr: cb.LocalAddr()}})
+	ca.WriteBatch([]udpbatch.Message{{Buf: pkt, Addr: cb.LocalAddr()}})
 	sb.waitFor(t, ethFrame(2, 9, "with option"))
 }
 
@@ -227,7 +231,7 @@ func TestPacketPathAllocs(t *testing.T) {
 	in := peerPacket(e, idB, frame)
 	from := netip.MustParseAddrPort("[64:ff9b::cb00:715a]:6081")
 	rx := &rxState{deliver: make([][]byte, 0, 8), out: newSendBatch(8)}
-	msg := Message{Buf: in, N: len(in), Addr: from}
+	msg := udpbatch.Message{Buf: in, N: len(in), Addr: from}
 	e.receive(&msg, e.clock(), rx) // first packet: learns the path
 	rx.deliver = rx.deliver[:0]
 	if n := testing.AllocsPerRun(1000, func() {
@@ -258,7 +262,7 @@ func TestIPPayloadLabels(t *testing.T) {
 	}}
 	e, err := NewEndpoint(context.Background(), Config{Mode: Symmetric, VNI: 1, Local: netip.AddrPortFrom(idA, 0),
 		Path: Target{Addr: idB, Port: 6081}, Remote: netip.PrefixFrom(idB, 128), Protocol: geneve.ProtocolIPv4,
-		Logger: testLogger(t), Keepalive: -1, Listen: func(netip.AddrPort) (PacketConn, error) { return conn, nil }})
+		Logger: testLogger(t), Keepalive: -1, Listen: func(netip.AddrPort) (udpbatch.PacketConn, error) { return conn, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +282,7 @@ type recordConn struct {
 	record func([]byte)
 }
 
-func (r *recordConn) WriteBatch(m []Message) (int, error) {
+func (r *recordConn) WriteBatch(m []udpbatch.Message) (int, error) {
 	for _, x := range m {
 		r.record(x.Buf)
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"geneve64/geneve"
+	"geneve64/nat64/udpbatch"
 )
 
 // rxState is the receive goroutine's scratch space, reused for every batch.
@@ -37,10 +38,10 @@ func (rx *rxState) startBatch() { rx.last = rxMemo{} }
 func (e *Endpoint) receiveLoop() {
 	defer e.wg.Done()
 	n := e.conn.BatchSize()
-	msgs := make([]Message, n)
+	msgs := make([]udpbatch.Message, n)
 	bufs := make([][]byte, n)
 	for i := range msgs {
-		bufs[i] = make([]byte, maxDatagram)
+		bufs[i] = make([]byte, udpbatch.MaxDatagram)
 	}
 	rx := &rxState{deliver: make([][]byte, 0, n), out: newSendBatch(n)}
 	for {
@@ -54,7 +55,7 @@ func (e *Endpoint) receiveLoop() {
 				return
 			default:
 			}
-			if IsClosed(err) {
+			if udpbatch.IsClosed(err) {
 				return
 			}
 			e.log.Warn("outer receive failed", "err", err)
@@ -79,7 +80,7 @@ func (e *Endpoint) receiveLoop() {
 
 // receive checks one datagram in the order docs/PROTOCOL.md gives, and only
 // then lets it touch a peer: create it, refresh it, or move its path.
-func (e *Endpoint) receive(m *Message, now int64, rx *rxState) {
+func (e *Endpoint) receive(m *udpbatch.Message, now int64, rx *rxState) {
 	pkt := m.Buf[:m.N]
 	h, payload, err := geneve.Parse(pkt)
 	if err != nil {

@@ -4,12 +4,13 @@ import (
 	"net/netip"
 
 	"geneve64/geneve"
+	"geneve64/nat64/udpbatch"
 )
 
 // sendBatch collects outgoing datagrams for one WriteBatch. Its buffers grow
 // to the largest packet seen and are then reused: no allocation per packet.
 type sendBatch struct {
-	msgs  []Message
+	msgs  []udpbatch.Message
 	bufs  [][]byte
 	peers []*peer
 	oam   []bool
@@ -18,7 +19,7 @@ type sendBatch struct {
 
 func newSendBatch(size int) *sendBatch {
 	return &sendBatch{
-		msgs:  make([]Message, size),
+		msgs:  make([]udpbatch.Message, size),
 		bufs:  make([][]byte, size),
 		peers: make([]*peer, size),
 		oam:   make([]bool, size),
@@ -91,7 +92,7 @@ func (e *Endpoint) enqueueTo(b *sendBatch, p *peer, to netip.AddrPort, payload [
 		e.auth.sign(buf, e.authOff)
 	}
 	b.bufs[b.n] = buf
-	b.msgs[b.n] = Message{Buf: buf, Addr: to}
+	b.msgs[b.n] = udpbatch.Message{Buf: buf, Addr: to}
 	b.peers[b.n] = p
 	b.oam[b.n] = oam
 	b.n++
@@ -109,7 +110,7 @@ func (e *Endpoint) flush(b *sendBatch) error {
 		}
 		i += sent
 		if err != nil {
-			if IsClosed(err) {
+			if udpbatch.IsClosed(err) {
 				for ; i < b.n; i++ {
 					e.stats.Drop(DropSendError)
 				}

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"geneve64/nat64/udpbatch"
 )
 
 // switchHarness drives a server's receive path with frames from peers.
@@ -27,7 +29,7 @@ func newSwitchHarness(t *testing.T, cfg Config) *switchHarness {
 func (h *switchHarness) from(n byte, frame []byte) (local bool, to []netip.Addr) {
 	id := netip.AddrFrom16([16]byte{0xfd, 0xd9, 0xf2, 0xf4, 0xed, 0x01, 15: n})
 	in := peerPacket(h.e, id, frame)
-	m := Message{Buf: in, N: len(in), Addr: netip.AddrPortFrom(netip.MustParseAddr("64:ff9b::c000:201"), 1000+uint16(n))}
+	m := udpbatch.Message{Buf: in, N: len(in), Addr: netip.AddrPortFrom(netip.MustParseAddr("64:ff9b::c000:201"), 1000+uint16(n))}
 	h.rx.startBatch()
 	h.rx.out.n = 0
 	h.e.receive(&m, h.e.clock(), h.rx)

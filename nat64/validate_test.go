@@ -7,17 +7,18 @@ import (
 	"time"
 
 	"geneve64/geneve"
+	"geneve64/nat64/udpbatch"
 )
 
 // answerer plays a peer's outer socket that answers path challenges, as
 // every geneve64 endpoint does, for tests that send hand-made packets.
-func answerer(t *testing.T, c PacketConn, self, server netip.Addr) {
+func answerer(t *testing.T, c udpbatch.PacketConn, self, server netip.Addr) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	t.Cleanup(func() { c.Close(); wg.Wait() })
 	go func() {
 		defer wg.Done()
-		msgs := []Message{{Buf: make([]byte, 2048)}}
+		msgs := []udpbatch.Message{{Buf: make([]byte, 2048)}}
 		for {
 			if _, err := c.ReadBatch(msgs); err != nil {
 				return
@@ -30,7 +31,7 @@ func answerer(t *testing.T, c PacketConn, self, server netip.Addr) {
 			if err != nil || m.kind != oamEchoRequest {
 				continue
 			}
-			c.WriteBatch([]Message{{Buf: oamPacket(t, h.VNI, self, server, oamMessage{kind: oamEchoReply, seq: m.seq, stamp: m.stamp}), Addr: msgs[0].Addr}})
+			c.WriteBatch([]udpbatch.Message{{Buf: oamPacket(t, h.VNI, self, server, oamMessage{kind: oamEchoReply, seq: m.seq, stamp: m.stamp}), Addr: msgs[0].Addr}})
 		}
 	}()
 }
@@ -55,8 +56,9 @@ func oamPacket(t testing.TB, vni uint32, src, dst netip.Addr, m oamMessage) []by
 // one answers.
 func TestPathValidation(t *testing.T) {
 	cs, ls := loopback(t)
-	srv, ss := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
-		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour})
+	clk := newTestClock()
+	srv, ss := startClocked(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
+		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour}, clk)
 	frame := ethFrame(0x10, 1, "hello")
 	opt, _ := AppendOption(nil, Endpoints{Src: idClient, Dst: idServer})
 	pkt, _ := (&geneve.Header{Protocol: geneve.ProtocolEthernet, VNI: 7, OptionBytes: opt}).Append(nil)
@@ -65,7 +67,7 @@ func TestPathValidation(t *testing.T) {
 	// A victim's address: it receives, and never answers.
 	victim, _ := loopback(t)
 	for range 20 {
-		victim.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}}) // as if forged by someone else
+		victim.WriteBatch([]udpbatch.Message{{Buf: pkt, Addr: cs.LocalAddr()}}) // as if forged by someone else
 	}
 	ss.waitFor(t, frame) // the frame itself is delivered: it passed every check
 	waitUntil(t, "a challenge", func() bool { return srv.Stats().Challenges.Load() >= 1 })
@@ -74,7 +76,7 @@ func TestPathValidation(t *testing.T) {
 	}
 	srv.SendFrames([][]byte{ethFrame(0xff, 0x20, "broadcast")})
 	got := 0
-	msgs := []Message{{Buf: make([]byte, 2048)}}
+	msgs := []udpbatch.Message{{Buf: make([]byte, 2048)}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -103,12 +105,12 @@ func TestPathValidation(t *testing.T) {
 	// A real client at a: its path is proven at once.
 	a, _ := loopback(t)
 	answerer(t, a, idClient, idServer)
-	a.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
+	a.WriteBatch([]udpbatch.Message{{Buf: pkt, Addr: cs.LocalAddr()}})
 	waitUntil(t, "a proven", func() bool { p := srv.Peers(); return len(p) == 1 && p[0].Path == a.LocalAddr() })
 	// A packet from b that does not answer moves nothing.
 	b, _ := loopback(t)
-	time.Sleep(challengeInterval)
-	b.WriteBatch([]Message{{Buf: pkt, Addr: cs.LocalAddr()}})
+	clk.advance(challengeInterval)
+	b.WriteBatch([]udpbatch.Message{{Buf: pkt, Addr: cs.LocalAddr()}})
 	waitUntil(t, "b challenged", func() bool { return srv.Stats().Challenges.Load() >= 3 })
 	time.Sleep(100 * time.Millisecond)
 	if p := srv.Peers()[0].Path; p != a.LocalAddr() {
@@ -123,14 +125,14 @@ func TestUnprovenPeersMakeRoom(t *testing.T) {
 	cs, ls := loopback(t)
 	srv, _ := start(t, Config{Mode: Server, VNI: 7, Local: netip.AddrPortFrom(idServer, 0),
 		Remote: netip.MustParsePrefix("fdd9:f2f4:ed01::/64"), Listen: ls, Keepalive: time.Hour, MaxPeers: 2})
-	join := func(id netip.Addr, answer bool) PacketConn {
+	join := func(id netip.Addr, answer bool) udpbatch.PacketConn {
 		c, _ := loopback(t)
 		if answer {
 			answerer(t, c, id, idServer)
 		}
 		opt, _ := AppendOption(nil, Endpoints{Src: id, Dst: idServer})
 		pkt, _ := (&geneve.Header{Protocol: geneve.ProtocolEthernet, VNI: 7, OptionBytes: opt}).Append(nil)
-		c.WriteBatch([]Message{{Buf: append(pkt, ethFrame(0x10, 1, "x")...), Addr: cs.LocalAddr()}})
+		c.WriteBatch([]udpbatch.Message{{Buf: append(pkt, ethFrame(0x10, 1, "x")...), Addr: cs.LocalAddr()}})
 		return c
 	}
 	id := func(n byte) netip.Addr { return netip.AddrFrom16([16]byte{0xfd, 0xd9, 0xf2, 0xf4, 0xed, 0x01, 15: n}) }

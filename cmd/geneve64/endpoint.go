@@ -49,6 +49,7 @@ the tunnel works whichever side's NAT64 has the extension.`}
 func endpointCommand(m modeInfo, stderr io.Writer) *cobra.Command {
 	var flags Settings
 	var configFile string
+	var readyFD int
 	cmd := &cobra.Command{
 		Use:   m.mode.String() + " " + m.args + " [flags]",
 		Short: m.short,
@@ -69,19 +70,24 @@ func endpointCommand(m modeInfo, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			ready, err := readyFile(readyFD)
+			if err != nil {
+				return err
+			}
 			cfg.Logger = log
-			return runNode(cfg, s.Metrics, s.Keepalive, log)
+			return runNode(cfg, s.Metrics, s.Keepalive, ready, log)
 		},
 	}
 	registerFlags(cmd.Flags(), &flags)
 	cmd.Flags().StringVar(&configFile, "config", "", "read settings from a TOML file (flags override it)")
+	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "once every listener is up, write one JSON line of their addresses to this open descriptor and close it")
 	cmd.Flags().SortFlags = false
 	return cmd
 }
 
 // runNode runs an endpoint until SIGINT or SIGTERM, then shuts it down:
 // stop accepting, close forwards and SOCKS, close the socket, within 2 s.
-func runNode(cfg node.Config, metricsAddr string, keepalive time.Duration, log *slog.Logger) error {
+func runNode(cfg node.Config, metricsAddr string, keepalive time.Duration, ready *os.File, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var mln net.Listener
@@ -109,6 +115,10 @@ func runNode(cfg node.Config, metricsAddr string, keepalive time.Duration, log *
 			healthy = 90 * time.Second
 		}
 		ms = startMetrics(mln, n, healthy, log)
+		metricsAddr = mln.Addr().String()
+	}
+	if err := signalReady(ready, n, metricsAddr); err != nil {
+		log.Warn("readiness report not delivered", "err", err)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")

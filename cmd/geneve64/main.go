@@ -64,8 +64,6 @@ NAT64 extension option so a NAT64 gateway that knows it can route them to IPv6 h
 		endpointCommand(modeAuto, stderr),
 		gatewayCommand(stderr),
 		demoCommand(stdout, stderr),
-		benchCommand(stdout, stderr),
-		benchRelayCommand(stderr),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

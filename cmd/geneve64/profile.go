@@ -13,7 +13,7 @@ import (
 // $GENEVE64_CPUPROFILE.<pid>, an execution trace to $GENEVE64_TRACE.<pid>,
 // and a heap profile at exit to $GENEVE64_MEMPROFILE.<pid>: the way to see
 // where an endpoint spends its time and memory, and where it waits,
-// including the endpoints that geneve64 bench starts as child processes.
+// including the endpoints that geneve64-bench starts as child processes.
 // It returns the function that stops them all.
 func startProfile() func() {
 	var stops []func()

@@ -5,7 +5,7 @@
 // and fault injection (loss, duplication, reordering, delay, a policer)
 // per segment.
 //
-// Endpoints run on it through the same nat64.PacketConn interface as on
+// Endpoints run on it through the same udpbatch.PacketConn interface as on
 // real sockets: [Host.Listen] is a nat64.ListenFunc.
 //
 // It lives under internal/, beside the product rather than among the

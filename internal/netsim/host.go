@@ -9,7 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"geneve64/nat64"
+	"geneve64/nat64/udpbatch"
 )
 
 // Host is an end system on one segment with one or more addresses.
@@ -49,7 +49,7 @@ func (h *Host) HasIPv4(netip.Addr) bool {
 
 // Listen binds a socket; it is a nat64.ListenFunc. An unspecified address
 // binds every address of the host; port 0 picks a free one.
-func (h *Host) Listen(laddr netip.AddrPort) (nat64.PacketConn, error) {
+func (h *Host) Listen(laddr netip.AddrPort) (udpbatch.PacketConn, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if a := laddr.Addr(); !a.IsUnspecified() && !h.owns(a) {
@@ -104,7 +104,7 @@ func (h *Host) source(dst netip.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// Socket is a simulated UDP socket: a nat64.PacketConn.
+// Socket is a simulated UDP socket: a udpbatch.PacketConn.
 type Socket struct {
 	host   *Host
 	local  netip.AddrPort
@@ -113,14 +113,14 @@ type Socket struct {
 	once   sync.Once
 }
 
-// LocalAddr implements nat64.PacketConn.
+// LocalAddr implements udpbatch.PacketConn.
 func (s *Socket) LocalAddr() netip.AddrPort { return s.local }
 
-// BatchSize implements nat64.PacketConn.
+// BatchSize implements udpbatch.PacketConn.
 func (s *Socket) BatchSize() int { return 32 }
 
-// ReadBatch implements nat64.PacketConn.
-func (s *Socket) ReadBatch(msgs []nat64.Message) (int, error) {
+// ReadBatch implements udpbatch.PacketConn.
+func (s *Socket) ReadBatch(msgs []udpbatch.Message) (int, error) {
 	n := 0
 	select {
 	case p := <-s.in:
@@ -141,13 +141,13 @@ func (s *Socket) ReadBatch(msgs []nat64.Message) (int, error) {
 	return n, nil
 }
 
-func (s *Socket) put(m *nat64.Message, p Packet) {
+func (s *Socket) put(m *udpbatch.Message, p Packet) {
 	m.N = copy(m.Buf, p.Payload)
 	m.Addr = p.Src
 }
 
-// WriteBatch implements nat64.PacketConn.
-func (s *Socket) WriteBatch(msgs []nat64.Message) (int, error) {
+// WriteBatch implements udpbatch.PacketConn.
+func (s *Socket) WriteBatch(msgs []udpbatch.Message) (int, error) {
 	select {
 	case <-s.closed:
 		return 0, net.ErrClosed
@@ -178,7 +178,7 @@ var errUnreachable = errors.New("network unreachable")
 // trains numbers the GSO datagrams of every socket: 0 is no train.
 var trains atomic.Uint64
 
-// Close implements nat64.PacketConn.
+// Close implements udpbatch.PacketConn.
 func (s *Socket) Close() error {
 	s.once.Do(func() {
 		close(s.closed)

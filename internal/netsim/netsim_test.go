@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"geneve64/nat64"
+	"geneve64/nat64/udpbatch"
 )
 
 var (
@@ -20,10 +21,10 @@ type datagram struct {
 }
 
 // inbox reads c until it closes, one datagram at a time.
-func inbox(c nat64.PacketConn) <-chan datagram {
+func inbox(c udpbatch.PacketConn) <-chan datagram {
 	ch := make(chan datagram, 64)
 	go func() {
-		msgs := []nat64.Message{{Buf: make([]byte, 2048)}}
+		msgs := []udpbatch.Message{{Buf: make([]byte, 2048)}}
 		for {
 			if _, err := c.ReadBatch(msgs); err != nil {
 				return
@@ -45,14 +46,14 @@ func recv(t *testing.T, in <-chan datagram) (netip.AddrPort, string, bool) {
 	}
 }
 
-func send(t *testing.T, c nat64.PacketConn, to netip.AddrPort, data string) {
+func send(t *testing.T, c udpbatch.PacketConn, to netip.AddrPort, data string) {
 	t.Helper()
-	if _, err := c.WriteBatch([]nat64.Message{{Buf: []byte(data), Addr: to}}); err != nil {
+	if _, err := c.WriteBatch([]udpbatch.Message{{Buf: []byte(data), Addr: to}}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func listen(t *testing.T, h *Host, a string) nat64.PacketConn {
+func listen(t *testing.T, h *Host, a string) udpbatch.PacketConn {
 	t.Helper()
 	c, err := h.Listen(ap(a))
 	if err != nil {
@@ -130,9 +131,9 @@ func TestFaults(t *testing.T) {
 		t.Fatal("a packet passed 100% loss")
 	}
 	seg.SetFaults(Faults{Rate: 1, Burst: 1}) // one token, refilled once a second
-	train := make([]nat64.Message, 10)
+	train := make([]udpbatch.Message, 10)
 	for i := range train {
-		train[i] = nat64.Message{Buf: []byte("frame"), Addr: to}
+		train[i] = udpbatch.Message{Buf: []byte("frame"), Addr: to}
 	}
 	ac.WriteBatch(train) // one train: takes the one token, passes whole
 	ac.WriteBatch(train) // another: no token left, lost whole

@@ -1,8 +1,12 @@
-package nat64
+package udpbatch
 
 import (
 	"net/netip"
 )
+
+// MaxDatagram is the largest datagram read: the UDP maximum, so that large
+// inner MTUs work on paths that allow them.
+const MaxDatagram = 65535
 
 // A Message is one outer UDP datagram in a batch.
 type Message struct {
@@ -17,8 +21,8 @@ type Message struct {
 	Addr netip.AddrPort
 }
 
-// A PacketConn is the outer UDP side of an endpoint: real sockets (see
-// [ListenUDP]) or a simulated network in tests. It moves datagrams in
+// A PacketConn is a UDP socket that moves datagrams in batches: a real
+// one (see [ListenUDP]) or a simulated network in tests. It moves datagrams in
 // batches so that Linux can use one system call for many.
 type PacketConn interface {
 	// ReadBatch blocks until at least one datagram arrives, fills up to
@@ -34,6 +38,3 @@ type PacketConn interface {
 	// Close unblocks ReadBatch and releases the connection.
 	Close() error
 }
-
-// ListenFunc opens the outer connection of an endpoint bound to laddr.
-type ListenFunc func(laddr netip.AddrPort) (PacketConn, error)

@@ -1,4 +1,4 @@
-package nat64
+package udpbatch
 
 import (
 	"errors"
@@ -25,7 +25,7 @@ const defaultBatch = 64
 
 // ListenUDP binds a UDP socket to laddr. An unspecified IPv6 address (::)
 // gives a dual-stack socket that also reaches IPv4 peers where the system
-// allows it. It is the default [ListenFunc].
+// allows it.
 func ListenUDP(laddr netip.AddrPort) (PacketConn, error) {
 	network := "udp"
 	if laddr.Addr().Is4() {
@@ -35,7 +35,7 @@ func ListenUDP(laddr netip.AddrPort) (PacketConn, error) {
 	}
 	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(laddr))
 	if err != nil {
-		return nil, fmt.Errorf("nat64: binding outer socket to %s: %w", laddr, err)
+		return nil, fmt.Errorf("binding outer socket to %s: %w", laddr, err)
 	}
 	setSocketBuffers(c)
 	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -89,7 +89,7 @@ func (u *UDPConn) ReadBatch(msgs []Message) (int, error) {
 func (u *UDPConn) WriteBatch(msgs []Message) (int, error) {
 	for i := range msgs {
 		if !u.is6 && !msgs[i].Addr.Addr().Unmap().Is4() {
-			return i, fmt.Errorf("nat64: IPv4 socket %s cannot send to %s", u.local, msgs[i].Addr)
+			return i, fmt.Errorf("udpbatch: IPv4 socket %s cannot send to %s", u.local, msgs[i].Addr)
 		}
 	}
 	if u.batch != nil {

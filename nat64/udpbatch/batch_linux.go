@@ -1,6 +1,6 @@
 //go:build linux
 
-package nat64
+package udpbatch
 
 import (
 	"encoding/binary"
@@ -84,7 +84,7 @@ func newBatchIO(c *net.UDPConn, is6 bool) *batchIO {
 	for i := range b.rbufs {
 		b.woob[i] = make([]byte, unix.CmsgSpace(2))
 		if b.gro {
-			b.rbufs[i] = make([]byte, maxDatagram)
+			b.rbufs[i] = make([]byte, MaxDatagram)
 			b.roob[i] = make([]byte, unix.CmsgSpace(4))
 		}
 	}

@@ -1,22 +1,23 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/proxy"
 )
 
 // benchPair is the near (client, SOCKS) and far (server, egress) endpoints,
-// each a child process of this binary, on loopback UDP.
+// each a child process running the binary under test, on loopback UDP.
 type benchPair struct {
 	near, far *exec.Cmd
 	socks     string // the near end's SOCKS5 address
@@ -41,13 +42,10 @@ func freePort(network string) (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// startBenchPair starts both endpoints with the given inner MTU (0: from a
-// 1500-byte path) and extra flags, and waits until SOCKS reaches the sink.
-func startBenchPair(sinkPort, mtu int, extra ...string) (*benchPair, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
+// startBenchPair starts both endpoints of the binary exe with the given
+// inner MTU (0: from a 1500-byte path) and extra flags, and waits until
+// SOCKS reaches the sink.
+func startBenchPair(exe string, sinkPort, mtu int, extra ...string) (*benchPair, error) {
 	p1, err := freePort("udp6")
 	if err != nil {
 		return nil, err
@@ -66,23 +64,19 @@ func startBenchPair(sinkPort, mtu int, extra ...string) (*benchPair, error) {
 	near := exec.Command(exe, append([]string{"client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
 		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:0", "--forward", fmt.Sprintf("127.0.0.1:0=10.42.0.1:%d", sinkPort)}, common...)...)
 	bp := &benchPair{near: near, far: far, target: net.JoinHostPort("10.42.0.1", strconv.Itoa(sinkPort))}
-	dieWithParent(far)
-	dieWithParent(near)
-	if _, err := startLogged(far, "inner network up", nil); err != nil {
+	if _, err := startReady(far); err != nil {
 		return nil, err
 	}
-	addrs := map[string]string{}
-	if _, err := startLogged(near, msgForwardListening, func(msg, addr string) {
-		addrs[msg] = addr
-	}); err != nil {
+	r, err := startReady(near)
+	if err != nil {
 		bp.stop()
 		return nil, err
 	}
-	bp.socks, bp.forward = addrs[msgSOCKSListening], addrs[msgForwardListening]
-	if bp.socks == "" || bp.forward == "" {
+	if r.SOCKS == "" || len(r.Forwards) != 1 {
 		bp.stop()
-		return nil, fmt.Errorf("bench: endpoints did not report their addresses")
+		return nil, fmt.Errorf("bench: the near end reported %+v, want a SOCKS5 address and one forward", r)
 	}
+	bp.socks, bp.forward = r.SOCKS, r.Forwards[0]
 	// Ready when a connection through the tunnel reaches the sink.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -105,47 +99,71 @@ func startBenchPair(sinkPort, mtu int, extra ...string) (*benchPair, error) {
 	}
 }
 
-// startLogged starts cmd and reads its JSON log, reporting each listening
-// address to seen (if not nil), until it logs the message ready: the far
-// end once its inner network is up, the near end once its forward listens
-// (after SOCKS).
-func startLogged(cmd *exec.Cmd, ready string, seen func(msg, addr string)) (*exec.Cmd, error) {
-	stderr, err := cmd.StderrPipe()
+// readyReport is the line a child writes on its readiness descriptor
+// (geneve64's --ready-fd, and the relay children's): its listeners'
+// addresses.
+type readyReport struct {
+	Outer    string   `json:"outer"`
+	SOCKS    string   `json:"socks"`
+	Forwards []string `json:"forwards"`
+}
+
+// startReady starts cmd with a pipe as descriptor 3, passed as
+// --ready-fd 3, and waits for the report it writes there once it serves.
+// The child's log goes to a bounded buffer, shown if it fails to start.
+func startReady(cmd *exec.Cmd) (readyReport, error) {
+	var r readyReport
+	pr, pw, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return r, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
+	defer pr.Close()
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.Args = append(cmd.Args, "--ready-fd", "3")
+	logTail := &tail{max: 4096}
+	cmd.Stderr = logTail
+	dieWithParent(cmd)
+	err = cmd.Start()
+	pw.Close() // the child holds its own copy: end of file once it closes it or exits
+	if err != nil {
+		return r, err
 	}
-	up := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		closed := false
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) != nil {
-				continue
-			}
-			msg, _ := m["msg"].(string)
-			if addr, ok := m["addr"].(string); ok && seen != nil {
-				seen(msg, addr)
-			}
-			if !closed && msg == ready {
-				close(up)
-				closed = true
-			}
-		}
-		if !closed {
-			close(up)
-		}
-	}()
+	got := make(chan error, 1)
+	go func() { got <- json.NewDecoder(pr).Decode(&r) }()
 	select {
-	case <-up:
-		return cmd, nil
+	case err = <-got:
 	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		return nil, fmt.Errorf("bench: %s did not start", cmd.Args[1])
+		err = errors.New("no readiness report within 10 s")
 	}
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return r, fmt.Errorf("bench: %s did not start: %v\n%s", strings.Join(cmd.Args[1:3], " "), err, logTail)
+	}
+	return r, nil
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
 
 func (bp *benchPair) stop() {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +15,6 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
-
-	"github.com/spf13/cobra"
 )
 
 // benchResult is one line of the benchmark table.
@@ -30,6 +27,7 @@ type benchResult struct {
 }
 
 type benchOpts struct {
+	geneve64 string // the binary under test
 	duration time.Duration
 	jsonOut  bool
 	quick    bool
@@ -54,37 +52,6 @@ func (o benchOpts) want(group string) bool {
 // connWorkers is how many clients open connections at once in the rate
 // figures: one alone would measure the round-trip time, not the rate.
 const connWorkers = 16
-
-func benchCommand(stdout, stderr io.Writer) *cobra.Command {
-	var o benchOpts
-	cmd := &cobra.Command{
-		Use:   "bench [--json] [--duration D]",
-		Short: "Measure the tunnel: throughput, latency, connection rate, memory, bare frames/s",
-		Long: `Runs both endpoints as child processes on loopback UDP (far end with egress, near end with
-SOCKS5 and a forward), drives them from this process against a TCP sink on the host, and
-prints one table, with kernel loopback TCP measured in the same run as the baseline.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := runBench(stderr, o)
-			if err != nil {
-				return err
-			}
-			if o.jsonOut {
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"machine": machineInfo(), "results": res})
-			}
-			printBench(stdout, res)
-			return nil
-		},
-	}
-	cmd.Flags().DurationVar(&o.duration, "duration", 3*time.Second, "how long each throughput and rate figure runs")
-	cmd.Flags().BoolVar(&o.jsonOut, "json", false, "print JSON instead of a table")
-	cmd.Flags().BoolVar(&o.quick, "quick", false, "fewer, shorter runs (for CI smoke tests)")
-	cmd.Flags().StringVar(&o.only, "only", "", "run only these groups: bulk, latency, conn, key, bare (comma-separated; the kernel baseline always runs)")
-	cmd.Flags().IntVar(&o.churn, "churn", 0, "also open, use and close this many SOCKS5 connections back to back (e.g. 200000), counting failures")
-	return cmd
-}
 
 func machineInfo() map[string]any {
 	host, _ := os.Hostname()
@@ -155,7 +122,7 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 	if o.want("conn") {
 		// Memory and connections on a pair of their own, so that nothing
 		// the bulk runs grew is counted.
-		bp, err := startBenchPair(snk.port(), 0)
+		bp, err := startBenchPair(o.geneve64, snk.port(), 0)
 		if err != nil {
 			return nil, err
 		}
@@ -170,15 +137,6 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 			return nil, err
 		}
 	}
-	if o.want("bare") {
-		time.Sleep(500 * time.Millisecond) // let the children's exit settle
-		bare, allocs := bareTunnel(o, nil)
-		add(benchResult{Name: "bare tunnel frames (encap→UDP→decap, no netstack)", Value: bare, Unit: "frames/s"})
-		add(benchResult{Name: "bare tunnel allocations", Value: allocs, Unit: "allocs/frame"})
-		bare, allocs = bareTunnel(o, []byte("bare tunnel benchmark key, 32 b."))
-		add(benchResult{Name: "bare tunnel frames with --key (HMAC-SHA256 both ends)", Value: bare, Unit: "frames/s"})
-		add(benchResult{Name: "bare tunnel allocations with --key", Value: allocs, Unit: "allocs/frame"})
-	}
 	return res, nil
 }
 
@@ -192,7 +150,7 @@ func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float
 		if mtu.mtu != 0 && !o.want("bulk") {
 			continue // latency is measured at the common MTU only
 		}
-		bp, err := startBenchPair(snk.port(), mtu.mtu)
+		bp, err := startBenchPair(o.geneve64, snk.port(), mtu.mtu)
 		if err != nil {
 			return err
 		}
@@ -241,7 +199,7 @@ func keyFigures(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) 
 	defer os.Remove(keyFile.Name())
 	keyFile.WriteString("QmVuY2htYXJrIGtleSwgbm90IGEgc2VjcmV0OiAzMiBieXRlcyE=\n")
 	keyFile.Close()
-	bp, err := startBenchPair(snk.port(), 0, "--key", keyFile.Name())
+	bp, err := startBenchPair(o.geneve64, snk.port(), 0, "--key", keyFile.Name())
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package nat64
+package udpbatch
 
 import (
 	"net/netip"

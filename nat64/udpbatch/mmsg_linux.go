@@ -1,6 +1,6 @@
 //go:build linux
 
-package nat64
+package udpbatch
 
 import (
 	"encoding/binary"

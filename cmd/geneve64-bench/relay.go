@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,26 +51,22 @@ func (hostNetwork) LookupNetIP(ctx context.Context, network, host string) ([]net
 	return net.DefaultResolver.LookupNetIP(ctx, network, host)
 }
 
-// Messages a relay child logs once it listens; startLogged waits for them.
-const (
-	msgSOCKSListening   = "SOCKS5 listening"
-	msgForwardListening = "forward listening"
-)
-
-// benchRelayCommand is the hidden child of the plain-relay baseline:
-// "socks" runs the SOCKS5 front-end, "forward TARGET" a TCP forward to
-// TARGET, both on loopback port 0, logging their address as JSON on
-// stderr as the endpoints do, until interrupted.
-func benchRelayCommand(stderr io.Writer) *cobra.Command {
-	return &cobra.Command{
-		Use:    "bench-relay socks | forward TARGET",
-		Short:  "One process of the bench's plain-relay baseline (no tunnel)",
+// relayCommand is the hidden child of the plain-relay baseline: "socks"
+// runs the SOCKS5 front-end, "forward TARGET" a TCP forward to TARGET,
+// both on loopback port 0, reporting their address on --ready-fd as
+// geneve64 does, until interrupted.
+func relayCommand(stderr io.Writer) *cobra.Command {
+	var readyFD int
+	cmd := &cobra.Command{
+		Use:    "relay socks | forward TARGET",
+		Short:  "One process of the plain-relay baseline (no tunnel)",
 		Hidden: true,
 		Args:   cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := slog.New(slog.NewJSONHandler(stderr, nil))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			var r readyReport
 			switch {
 			case args[0] == "socks" && len(args) == 1:
 				s, err := socks.Listen(hostNetwork{}, socks.Config{Addr: "127.0.0.1:0", Logger: log})
@@ -77,7 +74,7 @@ func benchRelayCommand(stderr io.Writer) *cobra.Command {
 					return err
 				}
 				defer s.Close()
-				log.Info(msgSOCKSListening, "addr", s.Addr().String())
+				r.SOCKS = s.Addr().String()
 			case args[0] == "forward" && len(args) == 2:
 				f := socks.Forward{Proto: "tcp", Listen: "127.0.0.1:0", Target: args[1]}
 				fw, err := socks.StartForward(hostNetwork{}, f, 0, log)
@@ -85,14 +82,21 @@ func benchRelayCommand(stderr io.Writer) *cobra.Command {
 					return err
 				}
 				defer fw.Close()
-				log.Info(msgForwardListening, "addr", fw.Addr().String())
+				r.Forwards = []string{fw.Addr().String()}
 			default:
-				return usagef("bench-relay %q: want socks, or forward TARGET", args)
+				return usagef("relay %q: want socks, or forward TARGET", args)
+			}
+			if readyFD > 0 {
+				ready := os.NewFile(uintptr(readyFD), "ready-fd")
+				json.NewEncoder(ready).Encode(r)
+				ready.Close()
 			}
 			<-ctx.Done()
 			return nil
 		},
 	}
+	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "write the listening address as one JSON line to this descriptor")
+	return cmd
 }
 
 // startRelayPair starts the plain-relay baseline in front of the sink: the
@@ -103,21 +107,24 @@ func startRelayPair(sinkPort int) (*benchPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	far := exec.Command(exe, "bench-relay", "forward", fmt.Sprintf("127.0.0.1:%d", sinkPort))
-	near := exec.Command(exe, "bench-relay", "socks")
-	dieWithParent(far)
-	dieWithParent(near)
+	far := exec.Command(exe, "relay", "forward", fmt.Sprintf("127.0.0.1:%d", sinkPort))
+	near := exec.Command(exe, "relay", "socks")
 	bp := &benchPair{near: near, far: far}
-	if _, err := startLogged(far, msgForwardListening, func(_, addr string) { bp.target = addr }); err != nil {
+	r, err := startReady(far)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := startLogged(near, msgSOCKSListening, func(_, addr string) { bp.socks = addr }); err != nil {
+	if len(r.Forwards) == 1 {
+		bp.target = r.Forwards[0]
+	}
+	if r, err = startReady(near); err != nil {
 		bp.stop()
 		return nil, err
 	}
+	bp.socks = r.SOCKS
 	if bp.socks == "" || bp.target == "" {
 		bp.stop()
-		return nil, fmt.Errorf("bench: relays did not report their addresses")
+		return nil, fmt.Errorf("bench: the relays did not report their addresses")
 	}
 	return bp, nil
 }
