@@ -12,7 +12,7 @@ import (
 // "[2001:db8:a::1]:7000", "fdd9::/64", a hostname): the command's parsers
 // are the command's.
 
-func localOf(t *testing.T, s string) netip.AddrPort {
+func localOf(t testing.TB, s string) netip.AddrPort {
 	t.Helper()
 	if a, err := netip.ParseAddr(s); err == nil {
 		return netip.AddrPortFrom(a, 0)

@@ -280,6 +280,9 @@ func TestCLIBadArguments(t *testing.T) {
 		{[]string{"symmetric", "42", "2001:db8:a::1", "64:ff9b::203.0.113.90", "2001:db8:b::1", "extra"}, `too many arguments: ["extra"]`},
 		{[]string{"server", "--config", cfg}, `unknown setting "bogus"`},
 		{[]string{"gateway", "--ipv4", "203.0.113.90"}, "--allow is required"},
+		{[]string{"gateway", "setup", "--ipv4", "203.0.113.90"}, "--lan is required"},
+		{[]string{"gateway", "setup", "--lan", "eth1", "--ipv4", "2001:db8::1"}, `--ipv4 "2001:db8::1"`},
+		{[]string{"gateway", "setup", "--lan", "eth1", "--ipv4", "203.0.113.90", "--apply", "--undo"}, "choose one"},
 		{[]string{"gateway", "--ipv4", "2001:db8::1", "--allow", "::/0"}, `--ipv4 "2001:db8::1"`},
 	} {
 		cmd := exec.Command(bin, tc.args...)

@@ -16,15 +16,21 @@ import (
 // TestHelperProcess is not a test: the kernel tests run this test binary
 // inside network namespaces as a small HTTP server, so the far hosts there
 // need nothing installed. GENEVE64_HELPER="http ADDR" selects it, and
-// "udp-sink ADDR" a UDP socket that says what it receives.
+// "udp-sink ADDR" a UDP socket that says what it receives; "udp-flood" and
+// "udp-count" are the load of the gateway's rate measurement (flood_test.go).
 func TestHelperProcess(t *testing.T) {
 	spec := os.Getenv("GENEVE64_HELPER")
 	if spec == "" {
 		t.Skip("helper process for the kernel tests")
 	}
 	kind, addr, _ := strings.Cut(spec, " ")
-	if kind == "udp-sink" {
+	switch kind {
+	case "udp-sink":
 		udpSink(addr)
+	case "udp-flood":
+		udpFlood(strings.Fields(addr))
+	case "udp-count":
+		udpCount(addr)
 	}
 	if kind != "http" {
 		fmt.Fprintln(os.Stderr, "unknown helper", kind)
@@ -78,7 +84,7 @@ func udpSink(addr string) {
 }
 
 // helperExe is this test binary, which TestHelperProcess turns into a helper.
-func helperExe(t *testing.T) string {
+func helperExe(t testing.TB) string {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

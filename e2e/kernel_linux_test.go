@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,12 +30,36 @@ type natLab struct {
 	*lab
 	siteA, natA, inet, natB, siteB string
 	bin                            string
+	opts                           natLabOptions
 }
 
 // newNATLab builds the topology; gwA and gwB add the extension gateway to
 // site A's and site B's NAT64.
 func newNATLab(t *testing.T, gwA, gwB bool) *natLab {
-	l := &natLab{lab: newLab(t)}
+	return newNATLabWith(t, natLabOptions{gwA: gwA, gwB: gwB})
+}
+
+// natLabOptions vary the topology the way real sites differ.
+type natLabOptions struct {
+	gwA, gwB bool
+	// rewriteB: site B sends to the well-known prefix, which its NAT64
+	// host maps onto TAYGA's with an nft dnat in prerouting, as sites do
+	// to run TAYGA with documentation or private ranges.
+	rewriteB bool
+	// firewallB: site B's NAT64 host has a default-drop firewall of its own.
+	firewallB bool
+}
+
+// prefixB is the NAT64 prefix site B's hosts send to.
+func (l *natLab) prefixB() string {
+	if l.opts.rewriteB {
+		return nat64.WellKnownPrefix.String()
+	}
+	return labPrefix
+}
+
+func newNATLabWith(t testing.TB, o natLabOptions) *natLab {
+	l := &natLab{lab: newLab(t), opts: o}
 	openTUNDevice(t)
 	l.bin = l.binary()
 	l.siteA, l.natA, l.inet, l.natB, l.siteB = l.ns("siteA"), l.ns("natA"), l.ns("inet"), l.ns("natB"), l.ns("siteB")
@@ -58,15 +83,43 @@ func newNATLab(t *testing.T, gwA, gwB bool) *natLab {
 	for _, ns := range []string{l.natA, l.inet, l.natB} {
 		l.in(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	}
-	if gwA {
-		l.startGateway(l.natA, "203.0.113.90", "198.51.100.7", "2001:db8:a::/64")
+	if o.rewriteB {
+		l.in(l.natB, "nft", "add table ip6 rewrite; add chain ip6 rewrite pre { type nat hook prerouting priority dstnat; }; "+
+			"add rule ip6 rewrite pre iifname lan ip6 daddr "+nat64.WellKnownPrefix.String()+" dnat prefix to "+labPrefix)
 	}
-	if gwB {
-		l.startGateway(l.natB, "198.51.100.7", "203.0.113.90", "2001:db8:b::/64")
+	if o.firewallB {
+		// What a NAT64 host's own firewall typically lets through: its
+		// loopback, ICMP, replies, and the site's traffic into TAYGA
+		// and out of it. Nothing for the gateway: setup adds that.
+		l.in(l.natB, "nft", "add table inet filter; "+
+			"add chain inet filter input { type filter hook input priority filter; policy drop; }; "+
+			"add rule inet filter input iif lo accept; "+
+			"add rule inet filter input ct state established,related accept; "+
+			"add rule inet filter input meta l4proto { icmp, ipv6-icmp } accept; "+
+			"add chain inet filter forward { type filter hook forward priority filter; policy drop; }; "+
+			"add rule inet filter forward ct state established,related accept; "+
+			"add rule inet filter forward meta l4proto ipv6-icmp accept; "+
+			"add rule inet filter forward iifname { lan, nat64 } accept")
+	}
+	if o.gwA {
+		l.startGateway(l.natA, "198.51.100.7", labPrefix, "2001:db8:a::/64")
+	}
+	if o.gwB {
+		l.startGateway(l.natB, "203.0.113.90", l.prefixB(), "2001:db8:b::/64")
 	}
 	// The NAT64 path works before any tunnel runs.
 	l.in(l.siteA, "ping", "-c1", "-W2", "2001:db8:64::203.0.113.1")
+	l.in(l.siteB, "ping", "-c1", "-W2", l.embed(l.prefixB(), "198.51.100.1"))
 	return l
+}
+
+// embed is RFC 6052's address of v4 under a /96 prefix, as text.
+func (l *natLab) embed(prefix, v4 string) string {
+	a, err := nat64.Embed(netip.MustParsePrefix(prefix), netip.MustParseAddr(v4))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return a.String()
 }
 
 // startTAYGA runs a plain stateful NAT64 in ns: TAYGA maps IPv6 hosts into
@@ -87,23 +140,68 @@ func (l *natLab) startTAYGA(ns string) {
 		"add rule ip nat post oifname wan ip saddr 192.168.255.0/24 masquerade random")
 }
 
-// startGateway runs geneve64 gateway beside TAYGA in ns, as nobody, on a
-// TUN that root prepared for that user: the no-capability set-up the README
-// describes. Policy routing hands it only GENEVE leaving the site.
-func (l *natLab) startGateway(ns, peer4, self4, allow string) {
-	l.in(ns, "ip", "tuntap", "add", "dev", "gw0", "mode", "tun", "user", "65534")
-	l.must("ip", "-n", ns, "link", "set", "gw0", "up")
-	l.must("ip", "-n", ns, "-6", "rule", "add", "iif", "lan", "ipproto", "udp", "sport", "6081", "lookup", "200")
-	l.must("ip", "-n", ns, "-6", "route", "add", labPrefix, "dev", "gw0", "table", "200")
-	p := l.start(ns, "gateway-"+ns, nil, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-		l.bin, "gateway", "--ipv4", strings.TrimSuffix(self4, "/24"), "--prefix", labPrefix, "--allow", allow, "--tun", "gw0",
-		"--metrics", "127.0.0.1:9101")
+// startGateway sets up ns for geneve64 gateway and runs it there, with
+// exactly the two commands of the README's "Running a gateway" (the
+// values for this host substituted): the setup as root, then the gateway
+// as nobody on the TUN the setup made for that user. Each rerun of setup
+// must change nothing, so it runs twice.
+func (l *natLab) startGateway(ns, self4, prefix, allow string) {
+	setup, run := readmeGatewayCommands(l.t)
+	setup = substitute(l.t, setup, map[string]string{"--lan": "lan", "--ipv4": self4, "--prefix": prefix, "--user": "65534"})
+	run = substitute(l.t, run, map[string]string{"--ipv4": self4, "--prefix": prefix, "--allow": allow, "--metrics": "127.0.0.1:9101"})
+	for range 2 {
+		l.in(ns, append([]string{l.bin}, setup...)...)
+	}
+	p := l.start(ns, "gateway-"+ns, nil, append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", l.bin}, run...)...)
 	l.waitLog(p, "gateway listening")
+}
+
+// readmeGatewayCommands returns the README's gateway set-up and run
+// commands, as arguments after "geneve64".
+func readmeGatewayCommands(t testing.TB) (setup, run []string) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 3 && f[0] == "sudo" && f[1] == "geneve64" && f[2] == "gateway" && f[3] == "setup":
+			setup = f[2:]
+		case len(f) > 4 && f[0] == "sudo" && f[1] == "-u" && f[3] == "geneve64" && f[4] == "gateway":
+			run = f[4:]
+		}
+	}
+	if setup == nil || run == nil {
+		t.Fatal("README.md lacks the gateway's setup or run command")
+	}
+	return setup, run
+}
+
+// substitute replaces the values of the flags named in values; each must
+// be in args, so the README cannot drift from what the test checks.
+func substitute(t testing.TB, args []string, values map[string]string) []string {
+	out := slices.Clone(args)
+	for flag, v := range values {
+		i := slices.Index(out, flag)
+		if i < 0 || i+1 >= len(out) {
+			t.Fatalf("README command %q lacks %s", args, flag)
+		}
+		out[i+1] = v
+	}
+	return out
 }
 
 // endpoint runs a geneve64 endpoint inside ns.
 func (l *natLab) endpoint(ns, name string, args ...string) *labProc {
-	p := l.start(ns, name, nil, append([]string{l.bin}, append(args, "--keepalive", "2s", "--nat64-prefix", labPrefix)...)...)
+	prefix := labPrefix
+	if ns == l.siteB {
+		prefix = l.prefixB()
+	}
+	if !slices.Contains(args, "--keepalive") {
+		args = append(args, "--keepalive", "2s")
+	}
+	p := l.start(ns, name, nil, append([]string{l.bin}, append(args, "--nat64-prefix", prefix)...)...)
 	l.waitLog(p, "outer socket listening")
 	return p
 }
@@ -240,7 +338,7 @@ func tunnelAcross(l *natLab, mode string) *labProc {
 	l.helper(l.siteB, "http-siteB", "127.0.0.1:8080")
 	l.endpoint(l.siteA, "a", mode, "42", "2001:db8:a::1", "2001:db8:64::203.0.113.90", "2001:db8:b::1",
 		"--addr", "10.42.0.2/24", "--route", "0.0.0.0/0@10.42.0.1", "--dns", "10.42.0.1", "--socks", "127.0.0.1:1080")
-	b := l.endpoint(l.siteB, "b", mode, "42", "2001:db8:b::1", "2001:db8:64::198.51.100.7", "2001:db8:a::1",
+	b := l.endpoint(l.siteB, "b", mode, "42", "2001:db8:b::1", l.embed(l.prefixB(), "198.51.100.7"), "2001:db8:a::1",
 		"--addr", "10.42.0.1/24", "--egress", "--egress-loopback")
 	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
 	return b
@@ -264,7 +362,7 @@ func TestKernelAuto(t *testing.T) {
 
 // openTUNDevice makes /dev/net/tun open to all, as most distributions ship
 // it, for the test's duration: the unprivileged gateway needs that.
-func openTUNDevice(t *testing.T) {
+func openTUNDevice(t testing.TB) {
 	st, err := os.Stat("/dev/net/tun")
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 // lab builds network namespaces, veths and processes for one test and
 // tears them all down when it ends, whatever happened.
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 	dir    string
 	index  int
@@ -41,7 +41,7 @@ var kernelTools = []string{"ip", "nft", "tayga", "ethtool", "conntrack", "tshark
 
 // newLab checks for root and the tools: outside CI a missing one skips
 // the test, in CI it fails it.
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	watch(t)
 	need := func(what string) {

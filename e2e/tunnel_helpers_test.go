@@ -93,7 +93,7 @@ func nearStack() stack.Config {
 		Routes: []stack.Route{{Dst: pf("0.0.0.0/0"), Via: ip("10.42.0.1")}, {Dst: pf("::/0"), Via: ip("fd42::1")}}}
 }
 
-func startNode(t *testing.T, cfg node.Config) *node.Node {
+func startNode(t testing.TB, cfg node.Config) *node.Node {
 	t.Helper()
 	watch(t)
 	cfg.Logger = logger(t)

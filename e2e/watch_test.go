@@ -13,7 +13,7 @@ import (
 // it a hung test meets the package's 10-minute timeout, whose goroutine
 // dump can be too long for the name of the test it hung in to be seen: the
 // name is printed again after the dump here.
-func watch(t *testing.T) {
+func watch(t testing.TB) {
 	limit := 4*time.Minute + *soakFor
 	timer := time.AfterFunc(limit, func() {
 		buf := make([]byte, 32<<20)

@@ -237,8 +237,9 @@ func TestServerThreeClients(t *testing.T) {
 	}
 	// The server's own stack sends to client 3's MAC (learned from nothing
 	// yet: flooded), then client 3 speaks and the next one goes only to it.
-	clients[2].SendFrames([][]byte{ethFrame(0xff, 3, "hello")})
-	waitUntil(t, "client 3 learned", func() bool { return ss.count() >= 2 })
+	hello := ethFrame(0xff, 3, "hello")
+	clients[2].SendFrames([][]byte{hello})
+	ss.waitFor(t, hello) // the server learned client 3's MAC as it took the frame in
 	to3 := ethFrame(3, 0x10, "for 3 only")
 	srv.SendFrames([][]byte{to3})
 	sinks[2].waitFor(t, to3)

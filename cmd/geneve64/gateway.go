@@ -15,7 +15,7 @@ import (
 	"geneve64/nat64/gateway"
 )
 
-func gatewayCommand(stderr io.Writer) *cobra.Command {
+func gatewayCommand(stdout, stderr io.Writer) *cobra.Command {
 	var ipv4, prefix, metrics, tun, logLevel, logFormat string
 	var allow []string
 	var allowPrivate bool
@@ -27,7 +27,8 @@ func gatewayCommand(stderr io.Writer) *cobra.Command {
 		Long: `Relays GENEVE between the IPv4 internet and IPv6 hosts by the NAT64 extension's rules:
 IPv4 GENEVE to ADDR:6081 goes to the IPv6 host its option names, from [PREFIX::sender]:port;
 GENEVE leaving allowed hosts from port 6081 towards PREFIX goes out from ADDR:6081.
-The IPv6 side is a TUN device that policy routing feeds; see the README, "Running a gateway".`,
+The IPv6 side is a TUN device that policy routing feeds: "geneve64 gateway setup" prints
+(or, as root, applies) that host set-up; see the README, "Running a gateway".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(stderr, logLevel, logFormat)
@@ -35,14 +36,8 @@ The IPv6 side is a TUN device that policy routing feeds; see the README, "Runnin
 				return err
 			}
 			rules := nat64.GatewayRules{Port: port, AllowPrivate: allowPrivate}
-			if rules.IPv4, err = netip.ParseAddr(ipv4); err != nil || !rules.IPv4.Is4() {
-				return usagef("--ipv4 %q: not an IPv4 address", ipv4)
-			}
-			if rules.Prefix, err = netip.ParsePrefix(prefix); err != nil {
-				return usagef("--prefix %q: not a prefix", prefix)
-			}
-			if err := nat64.CheckPrefix(rules.Prefix); err != nil {
-				return usagef("--prefix %q: %v", prefix, err)
+			if rules.IPv4, rules.Prefix, err = gatewayAddrs(ipv4, prefix); err != nil {
+				return err
 			}
 			if len(allow) == 0 {
 				return usagef("--allow is required: the IPv6 prefixes this gateway serves (::/0 for an open relay)")
@@ -88,6 +83,7 @@ The IPv6 side is a TUN device that policy routing feeds; see the README, "Runnin
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	cmd.Flags().SortFlags = false
+	cmd.AddCommand(gatewaySetupCommand(stdout, stderr))
 	return cmd
 }
 
@@ -98,12 +94,15 @@ var (
 	gwRelayed = prometheus.NewDesc("geneve64_gateway_relayed_total", "Packets relayed, by direction.", []string{"direction"}, nil)
 	gwDrops   = prometheus.NewDesc("geneve64_gateway_drops_total", "Packets dropped, by reason.", []string{"reason"}, nil)
 	gwRefused = prometheus.NewDesc("geneve64_gateway_refused_total", "Packets not relayed for their destination, by reason.", []string{"reason"}, nil)
+	gwKernel  = prometheus.NewDesc("geneve64_gateway_kernel_drops_total",
+		"Packets for the gateway the kernel dropped before it could read them: its IPv4 socket's receive buffer, or the TUN's queue, was full.", []string{"queue"}, nil)
 )
 
 func (gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- gwRelayed
 	ch <- gwDrops
 	ch <- gwRefused
+	ch <- gwKernel
 }
 
 func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
@@ -115,4 +114,22 @@ func (c gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range nat64.GatewayRefusals() {
 		ch <- prometheus.MustNewConstMetric(gwRefused, prometheus.CounterValue, float64(c.g.Refused().Load(r)), r.String())
 	}
+	ch <- prometheus.MustNewConstMetric(gwKernel, prometheus.CounterValue, float64(c.g.SocketDrops()), "socket")
+	ch <- prometheus.MustNewConstMetric(gwKernel, prometheus.CounterValue, float64(c.g.TUNDrops()), "tun")
+}
+
+// gatewayAddrs parses --ipv4 and --prefix, for the gateway and its setup.
+func gatewayAddrs(ipv4, prefix string) (netip.Addr, netip.Prefix, error) {
+	a, err := netip.ParseAddr(ipv4)
+	if err != nil || !a.Is4() {
+		return a, netip.Prefix{}, usagef("--ipv4 %q: not an IPv4 address", ipv4)
+	}
+	p, err := netip.ParsePrefix(prefix)
+	if err != nil {
+		return a, p, usagef("--prefix %q: not a prefix", prefix)
+	}
+	if err := nat64.CheckPrefix(p); err != nil {
+		return a, p, usagef("--prefix %q: %v", prefix, err)
+	}
+	return a, p, nil
 }

@@ -62,7 +62,7 @@ NAT64 extension option so a NAT64 gateway that knows it can route them to IPv6 h
 		endpointCommand(modeServer, stderr),
 		endpointCommand(modeClient, stderr),
 		endpointCommand(modeAuto, stderr),
-		gatewayCommand(stderr),
+		gatewayCommand(stdout, stderr),
 		demoCommand(stdout, stderr),
 		&cobra.Command{
 			Use:   "version",

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"geneve64/nat64"
+	"geneve64/nat64/udpbatch"
 )
 
 // Config configures a gateway.
@@ -30,7 +31,7 @@ type Config struct {
 type Gateway struct {
 	cfg   Config
 	tun   tunDevice
-	v4    *net.UDPConn
+	v4    *udpbatch.UDPConn
 	log   *slog.Logger
 	stats nat64.Stats
 	// In and Out count packets relayed to IPv6 hosts and to the IPv4 internet.
@@ -46,10 +47,19 @@ type Gateway struct {
 
 // tunDevice is the IPv6 side: whole IPv6 packets in and out.
 type tunDevice interface {
-	Read([]byte) (int, error)
+	// ReadBatch waits for a packet, then reads as many as are ready, up
+	// to len(bufs), each into its own buffer, with its length in sizes.
+	ReadBatch(bufs [][]byte, sizes []int) (int, error)
 	Write([]byte) (int, error)
+	// Dropped is how many packets the kernel dropped on their way to the
+	// gateway because the device's queue was full.
+	Dropped() uint64
 	Close() error
 }
+
+// batch is how many packets move per system call on the IPv4 socket and
+// per wake-up on the TUN.
+const batch = 64
 
 // Start opens the TUN and the IPv4 socket and starts relaying.
 func Start(cfg Config) (*Gateway, error) {
@@ -77,14 +87,11 @@ func Start(cfg Config) (*Gateway, error) {
 		port = 6081
 	}
 	laddr := netip.AddrPortFrom(cfg.Rules.IPv4, port)
-	if g.v4, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(laddr)); err != nil {
+	// TTLs: the gateway decrements them as a router does, instead of
+	// starting the IPv6 hop limit afresh, so a packet that loops dies.
+	if g.v4, err = (udpbatch.ListenConfig{TTL: true}).Listen(laddr); err != nil {
 		tun.Close()
-		return nil, fmt.Errorf("gateway: binding %s: %w", laddr, err)
-	}
-	if err := enableRecvTTL(g.v4); err != nil {
-		g.v4.Close()
-		tun.Close()
-		return nil, fmt.Errorf("gateway: asking for received TTLs: %w", err)
+		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.log.Info("gateway listening", "ipv4", g.v4.LocalAddr().String(), "tun", cfg.TUN, "prefix", cfg.Rules.Prefix, "allowed", cfg.Rules.Allowed)
 	g.wg.Add(2)
@@ -92,6 +99,14 @@ func Start(cfg Config) (*Gateway, error) {
 	go g.outbound()
 	return g, nil
 }
+
+// SocketDrops is how many datagrams for the gateway the kernel dropped
+// because its IPv4 socket's receive buffer was full.
+func (g *Gateway) SocketDrops() uint64 { return g.v4.Drops() }
+
+// TUNDrops is how many packets from the site the kernel dropped because
+// the TUN's queue towards the gateway was full.
+func (g *Gateway) TUNDrops() uint64 { return g.tun.Dropped() }
 
 // Stats are the gateway's drop counters.
 func (g *Gateway) Stats() *nat64.Stats { return &g.stats }
@@ -109,55 +124,70 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
-// inbound: IPv4 GENEVE to the public address → IPv6 host named in the option.
+// inbound: IPv4 GENEVE to the public address → IPv6 host named in the
+// option. Datagrams come in batches; the TUN takes one packet per write.
 func (g *Gateway) inbound() {
 	defer g.wg.Done()
-	buf := make([]byte, 65535)
-	oob := make([]byte, ttlOOBLen)
-	out := make([]byte, 0, 65535+ipv6HeaderLen+udpHeaderLen)
+	msgs := make([]udpbatch.Message, batch)
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, udpbatch.MaxDatagram)
+	}
+	out := make([]byte, 0, udpbatch.MaxDatagram+ipv6HeaderLen+udpHeaderLen)
 	frag := make([]byte, 0, g.cfg.MTU)
-	local := netip.AddrPortFrom(g.cfg.Rules.IPv4, g.v4.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+	write := func(p []byte) error {
+		_, err := g.tun.Write(p)
+		return err
+	}
+	local := g.v4.LocalAddr()
 	for {
-		n, oobn, _, from, err := g.v4.ReadMsgUDPAddrPort(buf, oob)
+		for i := range msgs {
+			msgs[i].Buf = bufs[i]
+		}
+		n, err := g.v4.ReadBatch(msgs)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if udpbatch.IsClosed(err) {
 				return
 			}
 			g.log.Warn("gateway IPv4 read failed", "err", err)
 			continue
 		}
-		src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		s6, d6, _, ok := g.cfg.Rules.Inbound(src, local, buf[:n])
-		if !ok {
-			continue
+		for i := range msgs[:n] {
+			m := &msgs[i]
+			pkt := m.Buf[:m.N]
+			s6, d6, _, ok := g.cfg.Rules.Inbound(m.Addr, local, pkt)
+			if !ok {
+				continue
+			}
+			hop, ok := decrement(m.TTL)
+			if !ok {
+				g.refuse(nat64.RefusedHopLimit)
+				continue
+			}
+			out = appendIPv6UDP(out[:0], s6, d6, pkt)
+			out[7] = hop // the hop limit, outside the UDP checksum
+			if err := fragment(out, g.cfg.MTU, g.fragID.Add(1), frag, write); err != nil {
+				g.log.Debug("gateway TUN write failed", "to", d6, "err", err)
+				g.stats.Drop(nat64.DropSendError)
+				continue
+			}
+			g.In.Add(1)
 		}
-		hop, ok := decrement(ttlOf(oob[:oobn]))
-		if !ok {
-			g.refuse(nat64.RefusedHopLimit)
-			continue
-		}
-		out = appendIPv6UDP(out[:0], s6, d6, buf[:n])
-		out[7] = hop // the hop limit, outside the UDP checksum
-		err = fragment(out, g.cfg.MTU, g.fragID.Add(1), frag, func(p []byte) error {
-			_, err := g.tun.Write(p)
-			return err
-		})
-		if err != nil {
-			g.log.Debug("gateway TUN write failed", "to", d6, "err", err)
-			g.stats.Drop(nat64.DropSendError)
-			continue
-		}
-		g.In.Add(1)
 	}
 }
 
-// outbound: IPv6 GENEVE from an allowed host's port 6081 → the IPv4 internet.
+// outbound: IPv6 GENEVE from an allowed host's port 6081 → the IPv4
+// internet, read from the TUN as many as are ready and sent in one batch.
 func (g *Gateway) outbound() {
 	defer g.wg.Done()
-	buf := make([]byte, 65535)
-	oob := make([]byte, ttlOOBLen)
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, udpbatch.MaxDatagram)
+	}
+	sizes := make([]int, batch)
+	msgs := make([]udpbatch.Message, 0, batch)
 	for {
-		n, err := g.tun.Read(buf)
+		n, err := g.tun.ReadBatch(bufs, sizes)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || errors.Is(err, errTUNClosed) {
 				return
@@ -165,31 +195,41 @@ func (g *Gateway) outbound() {
 			g.log.Warn("gateway TUN read failed", "err", err)
 			return
 		}
-		src, dst, payload, err := parseIPv6UDP(buf[:n])
-		if err != nil {
-			if errors.Is(err, errFragment) {
-				g.Fragments.Add(1)
-				g.stats.Drop(nat64.DropMalformed)
+		msgs = msgs[:0]
+		for i := range n {
+			p := bufs[i][:sizes[i]]
+			src, dst, payload, err := parseIPv6UDP(p)
+			if err != nil {
+				if errors.Is(err, errFragment) {
+					g.Fragments.Add(1)
+					g.stats.Drop(nat64.DropMalformed)
+				}
+				continue
 			}
+			// The source the rules give is the gateway's IPv4:port,
+			// which the socket is bound to.
+			_, d4, _, ok := g.cfg.Rules.Outbound(src, dst, payload)
+			if !ok {
+				continue
+			}
+			ttl, ok := decrement(p[7]) // the IPv6 hop limit
+			if !ok {
+				g.refuse(nat64.RefusedHopLimit)
+				continue
+			}
+			msgs = append(msgs, udpbatch.Message{Buf: payload, Addr: d4, TTL: ttl})
+		}
+		if len(msgs) == 0 {
 			continue
 		}
-		// The source the rules give is the gateway's IPv4:port, which the
-		// socket is bound to.
-		_, d4, _, ok := g.cfg.Rules.Outbound(src, dst, payload)
-		if !ok {
-			continue
+		sent, err := g.v4.WriteBatch(msgs)
+		g.Out.Add(uint64(sent))
+		if err != nil {
+			g.log.Debug("gateway IPv4 send failed", "to", msgs[sent].Addr, "err", err)
+			for range len(msgs) - sent {
+				g.stats.Drop(nat64.DropSendError)
+			}
 		}
-		ttl, ok := decrement(buf[7]) // the IPv6 hop limit
-		if !ok {
-			g.refuse(nat64.RefusedHopLimit)
-			continue
-		}
-		if _, _, err := g.v4.WriteMsgUDPAddrPort(payload, ttlMessage(oob, ttl), d4); err != nil {
-			g.log.Debug("gateway IPv4 send failed", "to", d4, "err", err)
-			g.stats.Drop(nat64.DropSendError)
-			continue
-		}
-		g.Out.Add(1)
 	}
 }
 

@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,7 +49,84 @@ func openTUN(name string) (tunDevice, error) {
 		return nil, err
 	}
 	bringUp(name)
-	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
+	f := os.NewFile(uintptr(fd), "/dev/net/tun:"+name)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	t := &tunFile{File: f, rc: rc, name: name}
+	t.read = t.readReady
+	return t, nil
+}
+
+// tunFile is a TUN device read in batches: a TUN gives one packet per
+// read(2), but one wake-up of the poller can take all that are queued.
+type tunFile struct {
+	*os.File
+	rc     syscall.RawConn
+	name   string
+	closed atomic.Bool
+
+	// The function RawConn.Read calls, bound once so that no closure is
+	// made per read; its arguments and results are here.
+	read  func(fd uintptr) bool
+	bufs  [][]byte
+	sizes []int
+	got   int
+	errno error
+}
+
+// ReadBatch implements tunDevice.
+func (t *tunFile) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	t.bufs, t.sizes, t.got, t.errno = bufs, sizes, 0, nil
+	err := t.rc.Read(t.read)
+	t.bufs, t.sizes = nil, nil
+	if err != nil {
+		if t.closed.Load() {
+			return 0, os.ErrClosed // RawConn says "use of closed file", which os.ErrClosed does not match
+		}
+		return 0, err
+	}
+	if t.got == 0 && t.errno != nil {
+		return 0, t.errno
+	}
+	return t.got, nil
+}
+
+// readReady reads packets until none is ready or the batch is full; it
+// reports false (wait) only when it got none.
+func (t *tunFile) readReady(fd uintptr) bool {
+	for t.got < len(t.bufs) && t.got < len(t.sizes) {
+		n, err := unix.Read(int(fd), t.bufs[t.got])
+		if err == unix.EAGAIN || err == unix.EINTR {
+			break
+		}
+		if err != nil {
+			t.errno = os.NewSyscallError("read", err)
+			return true
+		}
+		t.sizes[t.got] = n
+		t.got++
+	}
+	return t.got > 0
+}
+
+// Close implements tunDevice; a ReadBatch it ends returns os.ErrClosed.
+func (t *tunFile) Close() error {
+	t.closed.Store(true)
+	return t.File.Close()
+}
+
+// Dropped implements tunDevice: the device's tx_dropped, the packets the
+// kernel could not queue towards the reader.
+func (t *tunFile) Dropped() uint64 {
+	b, err := os.ReadFile("/sys/class/net/" + t.name + "/statistics/tx_dropped")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n
 }
 
 // bringUp sets IFF_UP where it may; without CAP_NET_ADMIN the operator does

@@ -7,11 +7,10 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"geneve64/internal/cmsg"
 )
 
 // Linux batch I/O: recvmmsg/sendmmsg (mmsg_linux.go), plus UDP segmentation
@@ -29,6 +28,11 @@ const (
 type batchIO struct {
 	is6      bool
 	gso, gro bool
+	ttl      bool // TTLs read into Message.TTL and written from it
+
+	// drops is the kernel's count of datagrams this socket dropped for want
+	// of buffer space (SO_RXQ_OVFL), as of the last read.
+	drops atomic.Uint64
 
 	// Read side. With GRO, reads land in buffers owned here and are split
 	// into pend; the next recvmmsg waits until pend is drained.
@@ -50,9 +54,17 @@ type batchIO struct {
 type pending struct {
 	b    []byte
 	addr netip.AddrPort
+	ttl  uint8
 }
 
-func newBatchIO(c *net.UDPConn, is6 bool) *batchIO {
+// Room for the control messages a read may carry: a GRO segment size, the
+// drop counter and a TTL or hop limit, each a 32-bit value.
+var readOOBLen = 3 * unix.CmsgSpace(4)
+
+// Room for what a write may attach: a segment size and a TTL.
+var writeOOBLen = unix.CmsgSpace(2) + unix.CmsgSpace(4)
+
+func newBatchIO(c *net.UDPConn, is6, ttl bool) *batchIO {
 	rr, err := newRawReader(c, defaultBatch)
 	if err != nil {
 		return nil
@@ -63,6 +75,7 @@ func newBatchIO(c *net.UDPConn, is6 bool) *batchIO {
 	}
 	b := &batchIO{
 		is6:    is6,
+		ttl:    ttl,
 		rr:     rr,
 		rw:     rw,
 		rout:   make([]rawMsg, defaultBatch),
@@ -79,13 +92,21 @@ func newBatchIO(c *net.UDPConn, is6 bool) *batchIO {
 			_, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
 			b.gso = err == nil
 			b.gro = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil
+			// Best effort: without it, Drops stays 0.
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
+			if ttl {
+				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVTTL, 1)
+				if is6 {
+					_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT, 1)
+				}
+			}
 		})
 	}
 	for i := range b.rbufs {
-		b.woob[i] = make([]byte, unix.CmsgSpace(2))
+		b.woob[i] = make([]byte, writeOOBLen)
+		b.roob[i] = make([]byte, readOOBLen)
 		if b.gro {
 			b.rbufs[i] = make([]byte, MaxDatagram)
-			b.roob[i] = make([]byte, unix.CmsgSpace(4))
 		}
 	}
 	return b
@@ -104,7 +125,7 @@ func (b *batchIO) read(msgs []Message) (int, error) {
 	for ; k < len(msgs) && b.pendOff < len(b.pend); k++ {
 		p := b.pend[b.pendOff]
 		b.pendOff++
-		msgs[k].Buf, msgs[k].N, msgs[k].Addr = p.b, len(p.b), p.addr
+		msgs[k].Buf, msgs[k].N, msgs[k].Addr, msgs[k].TTL = p.b, len(p.b), p.addr, p.ttl
 	}
 	return k, nil
 }
@@ -120,13 +141,15 @@ func (b *batchIO) fill() error {
 		m := &b.rout[i]
 		addr := m.addr
 		data := b.rbufs[i][:m.n]
-		seg := groSize(b.roob[i][:m.oobn])
+		// The kernel coalesces only datagrams with equal IP headers
+		// but for length, so one TTL holds for every segment.
+		seg, ttl := b.control(b.roob[i][:m.oobn])
 		if seg <= 0 || seg >= len(data) {
-			b.pend = append(b.pend, pending{data, addr})
+			b.pend = append(b.pend, pending{data, addr, ttl})
 			continue
 		}
 		for off := 0; off < len(data); off += seg {
-			b.pend = append(b.pend, pending{data[off:min(off+seg, len(data))], addr})
+			b.pend = append(b.pend, pending{data[off:min(off+seg, len(data))], addr, ttl})
 		}
 	}
 	return nil
@@ -137,33 +160,58 @@ func (b *batchIO) readPlain(msgs []Message) (int, error) {
 	for i := 0; i < n; i++ {
 		b.rcall[i] = msgs[i].Buf
 	}
-	got, err := b.rr.read(b.rcall[:n], nil, b.rout)
+	got, err := b.rr.read(b.rcall[:n], b.roob[:n], b.rout)
 	for i := 0; i < got; i++ {
 		msgs[i].N = b.rout[i].n
 		msgs[i].Addr = b.rout[i].addr
+		_, msgs[i].TTL = b.control(b.roob[i][:b.rout[i].oobn])
 	}
 	return got, err
 }
 
-// groSize returns the segment size in a UDP_GRO control message, or 0.
-func groSize(oob []byte) int {
+// control reads a received datagram's control messages: the GRO segment
+// size (0: not coalesced) and the TTL or hop limit (0: not asked for),
+// and it records the socket's drop count.
+func (b *batchIO) control(oob []byte) (seg int, ttl uint8) {
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.Len)
-		if l < unix.SizeofCmsghdr || l > len(oob) {
-			return 0
+		if l < unix.CmsgLen(0) || l > len(oob) {
+			break
 		}
-		if h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
-			return int(binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):]))
+		if l >= unix.CmsgLen(4) {
+			v := binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):])
+			switch {
+			case h.Level == unix.IPPROTO_UDP && h.Type == unix.UDP_GRO:
+				seg = int(v)
+			case h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL:
+				b.drops.Store(uint64(v))
+			case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_TTL,
+				h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_HOPLIMIT:
+				ttl = uint8(v)
+			}
 		}
 		oob = oob[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(oob)):]
 	}
-	return 0
+	return seg, ttl
 }
 
-// putSegment writes a UDP_SEGMENT control message for size into oob.
-func putSegment(oob []byte, size int) []byte {
-	return cmsg.Put16(oob, unix.IPPROTO_UDP, unix.UDP_SEGMENT, uint16(size))
+// writeControl fills oob with what one sendmmsg slot attaches: a
+// UDP_SEGMENT size when it carries a run of datagrams, and a TTL or hop
+// limit when the caller set one.
+func (b *batchIO) writeControl(oob []byte, run, size int, ttl uint8, to netip.AddrPort) []byte {
+	n := 0
+	if run > 1 {
+		n = len(putCmsg16(oob, unix.IPPROTO_UDP, unix.UDP_SEGMENT, uint16(size)))
+	}
+	if ttl != 0 && b.ttl {
+		if to.Addr().Unmap().Is4() {
+			n += len(putCmsg32(oob[n:], unix.IPPROTO_IP, unix.IP_TTL, uint32(ttl)))
+		} else {
+			n += len(putCmsg32(oob[n:], unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT, uint32(ttl)))
+		}
+	}
+	return oob[:n]
 }
 
 func (b *batchIO) write(msgs []Message) (int, error) {
@@ -198,7 +246,7 @@ func (b *batchIO) group(msgs []Message) int {
 		size := len(msgs[i].Buf)
 		j, total := i+1, size
 		if b.gso && size > 0 {
-			for j < len(msgs) && j-i < maxGSOSegments && msgs[j].Addr == msgs[i].Addr && total+len(msgs[j].Buf) <= maxGSOBytes {
+			for j < len(msgs) && j-i < maxGSOSegments && msgs[j].Addr == msgs[i].Addr && msgs[j].TTL == msgs[i].TTL && total+len(msgs[j].Buf) <= maxGSOBytes {
 				l := len(msgs[j].Buf)
 				if l > size || l == 0 {
 					break
@@ -215,10 +263,7 @@ func (b *batchIO) group(msgs []Message) int {
 			iov = append(iov, msgs[k].Buf)
 		}
 		b.wiov[g] = iov
-		var oob []byte
-		if j-i > 1 {
-			oob = putSegment(b.woob[g], size)
-		}
+		oob := b.writeControl(b.woob[g], j-i, size, msgs[i].TTL, msgs[i].Addr)
 		b.rw.set(g, iov, oob, msgs[i].Addr)
 		clear(iov) // set took what it needs
 		b.wcount[g] = j - i

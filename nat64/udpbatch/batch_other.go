@@ -2,12 +2,15 @@
 
 package udpbatch
 
-import "net"
+import (
+	"net"
+	"sync/atomic"
+)
 
 // batchIO is Linux-only; elsewhere UDPConn moves one datagram per call.
-type batchIO struct{}
+type batchIO struct{ drops atomic.Uint64 }
 
-func newBatchIO(*net.UDPConn, bool) *batchIO { return nil }
+func newBatchIO(*net.UDPConn, bool, bool) *batchIO { return nil }
 
 func (*batchIO) read([]Message) (int, error)  { panic("unreachable") }
 func (*batchIO) write([]Message) (int, error) { panic("unreachable") }

@@ -19,6 +19,10 @@ type Message struct {
 	N int
 	// Addr is the peer: the source after ReadBatch, the destination for WriteBatch.
 	Addr netip.AddrPort
+	// TTL is the IPv4 TTL or IPv6 hop limit, on sockets that handle it
+	// (see ListenConfig): as received after ReadBatch (0: unknown), and
+	// for WriteBatch the value to send with (0: the system's default).
+	TTL uint8
 }
 
 // A PacketConn is a UDP socket that moves datagrams in batches: a real
