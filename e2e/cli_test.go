@@ -346,14 +346,15 @@ func TestCLIBench(t *testing.T) {
 			Name    string
 			Value   float64
 			Comment string
+			Ratio   float64 `json:"ratio_to_microsocks"`
 		}
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatalf("bench --json: %v\n%s", err, out)
 	}
-	names := map[string]float64{}
+	names, ratios := map[string]float64{}, map[string]float64{}
 	for _, r := range doc.Results {
-		names[r.Name] = r.Value
+		names[r.Name], ratios[r.Name] = r.Value, r.Ratio
 		// A figure counts only the connections that worked; none may fail.
 		if strings.Contains(r.Comment, "failed") && !strings.HasSuffix(r.Comment, " 0 failed") {
 			t.Errorf("bench: %s: %s", r.Name, r.Comment)
@@ -365,6 +366,15 @@ func TestCLIBench(t *testing.T) {
 		"plain relays, no tunnel: SOCKS5, 1 stream up", "plain relays, no tunnel: connections (CONNECT, first byte, close)"} {
 		if v, ok := names[want]; !ok || v <= 0 {
 			t.Errorf("bench reported %q = %v", want, v)
+		}
+	}
+	// microsocks, the SOCKS5 server a user would run instead, is the
+	// baseline of the latency and connection ratios; CI installs it.
+	if _, err := exec.LookPath("microsocks"); err == nil || os.Getenv("CI") != "" {
+		for _, want := range []string{"SOCKS5 1-byte ping-pong p50", "SOCKS5 1-byte ping-pong p99", "SOCKS5 connections (CONNECT, first byte, close)"} {
+			if ratios[want] <= 0 {
+				t.Errorf("bench gave %q no ratio to microsocks", want)
+			}
 		}
 	}
 	// A binary that is not there is a usage error naming it.

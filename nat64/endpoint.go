@@ -64,6 +64,11 @@ type Endpoint struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 
+	// scratch is the maintenance pass's list of peers, kept between
+	// passes; maintainMu makes the passes one at a time.
+	maintainMu sync.Mutex
+	scratch    []*peer
+
 	// now is the clock every timer reads (see clock); tests replace it,
 	// before Start, to step time exactly instead of sleeping.
 	now func() int64
@@ -176,13 +181,16 @@ func (e *Endpoint) Peers() []PeerStatus {
 	return out
 }
 
-func (e *Endpoint) peerList() []*peer {
+func (e *Endpoint) peerList() []*peer { return e.appendPeers(nil) }
+
+// appendPeers appends every peer to ps: the maintenance pass reuses one
+// slice, so that a server's tick allocates nothing however many peers it has.
+func (e *Endpoint) appendPeers(ps []*peer) []*peer {
 	if e.single != nil {
-		return []*peer{e.single}
+		return append(ps, e.single)
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	ps := make([]*peer, 0, len(e.peers))
 	for _, p := range e.peers {
 		ps = append(ps, p)
 	}

@@ -34,7 +34,11 @@ func (e *Endpoint) maintain(now int64) {
 	b := e.getBatch()
 	defer e.putBatch(b)
 	interval := int64(e.cfg.Keepalive)
-	for _, p := range e.peerList() {
+	e.maintainMu.Lock()
+	defer e.maintainMu.Unlock()
+	e.scratch = e.appendPeers(e.scratch[:0])
+	defer clear(e.scratch) // hold no expired peer until the next pass
+	for _, p := range e.scratch {
 		heard := max(p.lastHeard.Load(), p.created)
 		_, proven := p.currentPath()
 		if e.single == nil && (now-heard >= int64(e.cfg.PeerTimeout) || (!proven && now-p.created >= int64(unvalidatedTimeout))) {

@@ -160,7 +160,7 @@ func (e *Endpoint) receive(m *udpbatch.Message, now int64, rx *rxState) {
 	}
 	e.stats.FramesIn.Add(1)
 	e.stats.BytesIn.Add(uint64(len(payload)))
-	if e.single != nil || e.switchFrame(p, payload, rx.out, &rx.last) {
+	if e.single != nil || e.switchFrame(p, payload, rx.out, &rx.last, now) {
 		rx.deliver = append(rx.deliver, payload)
 	}
 }

@@ -38,12 +38,16 @@ func (e *Endpoint) putBatch(b *sendBatch) { e.batches.Put(b) }
 func (e *Endpoint) SendFrames(frames [][]byte) (int, error) {
 	b := e.getBatch()
 	defer e.putBatch(b)
+	var now int64
+	if e.single == nil {
+		now = e.clock()
+	}
 	for _, f := range frames {
 		if e.single != nil {
 			e.enqueue(b, e.single, f, false)
 			continue
 		}
-		e.switchFrame(nil, f, b, nil)
+		e.switchFrame(nil, f, b, nil, now)
 	}
 	return len(frames), e.flush(b)
 }

@@ -58,7 +58,7 @@ func proveAll(e *Endpoint) {
 // peers it was queued for.
 func (h *switchHarness) fromStack(frame []byte) []netip.Addr {
 	b := newSendBatch(1024)
-	h.e.switchFrame(nil, frame, b, nil)
+	h.e.switchFrame(nil, frame, b, nil, h.e.clock())
 	var to []netip.Addr
 	for i := 0; i < b.n; i++ {
 		to = append(to, b.peers[i].id)

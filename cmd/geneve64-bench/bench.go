@@ -19,10 +19,13 @@ import (
 
 // benchResult is one line of the benchmark table.
 type benchResult struct {
-	Name    string  `json:"name"`
-	Value   float64 `json:"value"`
-	Unit    string  `json:"unit"`
-	OfPct   float64 `json:"percent_of_kernel,omitempty"` // the same figure as a share of kernel loopback
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+	OfPct float64 `json:"percent_of_kernel,omitempty"` // the same figure as a share of kernel loopback
+	// VsSOCKS is the figure over microsocks's in the same run: for
+	// latency, how many times as long; for a rate, what fraction.
+	VsSOCKS float64 `json:"ratio_to_microsocks,omitempty"`
 	Comment string  `json:"comment,omitempty"`
 }
 
@@ -63,13 +66,16 @@ func printBench(w io.Writer, res []benchResult) {
 	m := machineInfo()
 	fmt.Fprintf(w, "geneve64 bench: %v CPUs, %v, %v, %v\n\n", m["cpus"], m["go"], m["os"], m["date"])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "what\tvalue\tunit\t% of kernel\t")
+	fmt.Fprintln(tw, "what\tvalue\tunit\t% of kernel\t× microsocks\t")
 	for _, r := range res {
-		pct := ""
+		pct, vs := "", ""
 		if r.OfPct > 0 {
 			pct = fmt.Sprintf("%.1f%%", r.OfPct)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t  %s\n", r.Name, fmtValue(r.Value), r.Unit, pct, r.Comment) // right-aligned cells pad on the left
+		if r.VsSOCKS > 0 {
+			vs = fmt.Sprintf("%.2f", r.VsSOCKS)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t  %s\n", r.Name, fmtValue(r.Value), r.Unit, pct, vs, r.Comment) // right-aligned cells pad on the left
 	}
 	tw.Flush()
 }
@@ -103,11 +109,14 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 	// The baseline: kernel TCP over loopback, same sink, same load.
 	kernel1, note := bulk(snk.dial, 1, sinkUpload, o.duration, snk)
 	add(benchResult{Name: "kernel loopback TCP, 1 stream", Value: kernel1, Unit: "Gbit/s", Comment: note})
-	restore, pinned := pinAll()
 	kp50, kp99 := pingPong(snk.dial, o.duration)
-	restore()
-	add(benchResult{Name: "kernel loopback TCP ping-pong p50", Value: us(kp50), Unit: "µs", Comment: pinned})
-	add(benchResult{Name: "kernel loopback TCP ping-pong p99", Value: us(kp99), Unit: "µs", Comment: pinned})
+	add(benchResult{Name: "kernel loopback TCP ping-pong p50", Value: us(kp50), Unit: "µs"})
+	add(benchResult{Name: "kernel loopback TCP ping-pong p99", Value: us(kp99), Unit: "µs"})
+	// The baseline a user would pick instead of a tunnel.
+	ms, err := microsocksFigures(snk, o, add)
+	if err != nil {
+		return nil, err
+	}
 
 	if o.want("bulk") {
 		if err := relayBulk(snk, o, add, kernel1); err != nil {
@@ -115,7 +124,7 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 		}
 	}
 	if o.want("bulk") || o.want("latency") {
-		if err := bulkAndLatency(snk, o, add, kernel1); err != nil {
+		if err := bulkAndLatency(snk, o, add, kernel1, ms); err != nil {
 			return nil, err
 		}
 	}
@@ -126,7 +135,7 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = memoryAndConnections(bp, snk, o, add)
+		err = memoryAndConnections(bp, snk, o, add, ms)
 		bp.stop()
 		if err != nil {
 			return nil, err
@@ -141,8 +150,9 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 }
 
 // bulkAndLatency: bulk TCP through SOCKS5 and a forward at both MTUs, and
-// the pinned ping-pong.
-func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) error {
+// the ping-pong, unpinned as users run it, then pinned to one CPU as a
+// diagnostic (what the tunnel costs without cross-CPU wake-ups).
+func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float64, ms *plainSOCKS) error {
 	for _, mtu := range []struct {
 		name string
 		mtu  int
@@ -179,11 +189,14 @@ func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float
 			add(benchResult{Name: "forward, 1 stream down, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
 		}
 		if mtu.mtu == 0 && o.want("latency") {
-			restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
 			p50, p99 := pingPong(socksDial, o.duration)
+			add(benchResult{Name: "SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", VsSOCKS: ms.ratio(us(p50), us(ms.get().p50))})
+			add(benchResult{Name: "SOCKS5 1-byte ping-pong p99", Value: us(p99), Unit: "µs", VsSOCKS: ms.ratio(us(p99), us(ms.get().p99))})
+			restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
+			p50, p99 = pingPong(socksDial, o.duration)
 			restore()
-			add(benchResult{Name: "SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
-			add(benchResult{Name: "SOCKS5 1-byte ping-pong p99", Value: us(p99), Unit: "µs", Comment: pinned})
+			add(benchResult{Name: "SOCKS5 1-byte ping-pong p50, pinned", Value: us(p50), Unit: "µs", Comment: pinned})
+			add(benchResult{Name: "SOCKS5 1-byte ping-pong p99, pinned", Value: us(p99), Unit: "µs", Comment: pinned})
 		}
 		bp.stop()
 	}
@@ -209,10 +222,8 @@ func keyFigures(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) 
 		g, note := bulk(socksDial, 1, dir, o.duration, snk)
 		add(benchResult{Name: fmt.Sprintf("with --key: SOCKS5, 1 stream %s, inner MTU 1370", dirName(dir)), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
 	}
-	restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
 	p50, _ := pingPong(socksDial, o.duration)
-	restore()
-	add(benchResult{Name: "with --key: SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", Comment: pinned})
+	add(benchResult{Name: "with --key: SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs"})
 	return nil
 }
 
@@ -228,7 +239,7 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 // memoryAndConnections: idle memory, connection rate with 0 and with
 // 1,000 connections open, the memory those add, the rate of the kernel and
 // of the plain relays beside the tunnel's, and the churn run.
-func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchResult)) error {
+func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchResult), ms *plainSOCKS) error {
 	dial := bp.dialSOCKS
 	time.Sleep(200 * time.Millisecond)
 	nearIdle, farIdle := rssKB(bp.near.Process.Pid), rssKB(bp.far.Process.Pid)
@@ -265,6 +276,7 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 	time.Sleep(1500 * time.Millisecond)
 	rate, failed, cpu := connRateCPU(bp, o.duration)
 	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", OfPct: 100 * rate / kernelRate,
+		VsSOCKS: ms.ratio(rate, ms.get().connRate),
 		Comment: fmt.Sprintf("%.0f%% of plain relays; %s", 100*rate/relayRate, rateComment(failed))})
 	for i, name := range []string{"near end", "far end", "clients and sink (this process)"} {
 		if cpu[i] > 0 {
