@@ -243,7 +243,11 @@ func TestKernelClientServer(t *testing.T) {
 	// Capture the tunnel on site B's WAN while curl runs.
 	capture := filepath.Join(l.dir, "wan.pcap")
 	tsh := l.start(l.natB, "tshark", nil, "tshark", "-i", "wan", "-f", "udp port 6081", "-w", capture)
-	l.waitLog(tsh, "Capturing on")
+	// "Capturing on" comes before the capture is live; "Capture
+	// started" after (a fast curl once fell between the two, and the
+	// capture held nothing).
+	l.waitLog(tsh, "Capture started")
+	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
 	l.eventuallyCurl(l.siteA, "http://localhost:8080/", "hello from the far side\n")
 	l.waitLog(srv, "peer heard")
 	time.Sleep(300 * time.Millisecond)

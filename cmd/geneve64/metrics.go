@@ -26,7 +26,7 @@ type nodeCollector struct {
 
 	frames, bytes, drops, oam, forwarded, pathChanges    *prometheus.Desc
 	peers, rtt, lastSeen, flows, socksActive, socksTotal *prometheus.Desc
-	merged, egressRefused                                *prometheus.Desc
+	merged, egressRefused, deviceOversize                *prometheus.Desc
 }
 
 func newNodeCollector(n *node.Node) *nodeCollector {
@@ -34,27 +34,28 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		return prometheus.NewDesc("geneve64_"+name, help, labels, nil)
 	}
 	return &nodeCollector{
-		n:             n,
-		frames:        d("frames_total", "Inner frames through the tunnel.", "direction"),
-		bytes:         d("bytes_total", "Inner bytes through the tunnel.", "direction"),
-		drops:         d("drops_total", "Packets dropped, by reason.", "reason"),
-		oam:           d("oam_packets_total", "OAM (keepalive) packets.", "direction"),
-		forwarded:     d("switched_frames_total", "Frames a server switched between peers."),
-		pathChanges:   d("path_changes_total", "Learned paths set or moved."),
-		peers:         d("peers", "Peers known now."),
-		rtt:           d("peer_rtt_seconds", "Last keepalive round-trip time.", "peer", "identity"),
-		lastSeen:      d("peer_last_seen_seconds", "Seconds since the last valid packet from the peer.", "peer", "identity"),
-		flows:         d("egress_flows", "Egress flows open now.", "proto"),
-		socksActive:   d("socks_connections", "SOCKS5 client connections open now."),
-		socksTotal:    d("socks_connections_total", "SOCKS5 client connections accepted."),
-		merged:        d("tcp_segments_merged_total", "Received TCP segments that reached the netstack merged with others."),
-		egressRefused: d("egress_refused_total", "Egress TCP flows and UDP datagrams refused, by reason: a TCP flow is reset, a UDP datagram answered ICMP port unreachable.", "reason"),
+		n:              n,
+		frames:         d("frames_total", "Inner frames through the tunnel.", "direction"),
+		bytes:          d("bytes_total", "Inner bytes through the tunnel.", "direction"),
+		drops:          d("drops_total", "Packets dropped, by reason.", "reason"),
+		oam:            d("oam_packets_total", "OAM (keepalive) packets.", "direction"),
+		forwarded:      d("switched_frames_total", "Frames a server switched between peers."),
+		pathChanges:    d("path_changes_total", "Learned paths set or moved."),
+		peers:          d("peers", "Peers known now."),
+		rtt:            d("peer_rtt_seconds", "Last keepalive round-trip time.", "peer", "identity"),
+		lastSeen:       d("peer_last_seen_seconds", "Seconds since the last valid packet from the peer.", "peer", "identity"),
+		flows:          d("egress_flows", "Egress flows open now.", "proto"),
+		socksActive:    d("socks_connections", "SOCKS5 client connections open now."),
+		socksTotal:     d("socks_connections_total", "SOCKS5 client connections accepted."),
+		merged:         d("tcp_segments_merged_total", "Received TCP segments that reached the netstack merged with others."),
+		deviceOversize: d("device_oversize_frames_total", "Frames dropped on their way to or from the --tap/--tun device for being larger than the inner MTU allows."),
+		egressRefused:  d("egress_refused_total", "Egress TCP flows and UDP datagrams refused, by reason: a TCP flow is reset, a UDP datagram answered ICMP port unreachable.", "reason"),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.frames, c.bytes, c.drops, c.oam, c.forwarded, c.pathChanges,
-		c.peers, c.rtt, c.lastSeen, c.flows, c.socksActive, c.socksTotal, c.merged, c.egressRefused} {
+		c.peers, c.rtt, c.lastSeen, c.flows, c.socksActive, c.socksTotal, c.merged, c.egressRefused, c.deviceOversize} {
 		ch <- d
 	}
 }
@@ -90,12 +91,17 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.lastSeen, time.Since(p.LastSeen).Seconds(), p.Name, id)
 		}
 	}
-	st := c.n.Stack.Stats()
-	gauge(c.flows, float64(st.TCPFlows), "tcp")
-	gauge(c.flows, float64(st.UDPFlows), "udp")
-	counter(c.merged, st.SegmentsMerged)
-	for _, r := range stack.EgressRefusals() {
-		counter(c.egressRefused, c.n.Stack.EgressRefused(r), r.String())
+	if c.n.Stack != nil { // none on a pure bridge to a device
+		st := c.n.Stack.Stats()
+		gauge(c.flows, float64(st.TCPFlows), "tcp")
+		gauge(c.flows, float64(st.UDPFlows), "udp")
+		counter(c.merged, st.SegmentsMerged)
+		for _, r := range stack.EgressRefusals() {
+			counter(c.egressRefused, c.n.Stack.EgressRefused(r), r.String())
+		}
+	}
+	if c.n.Device != nil {
+		counter(c.deviceOversize, c.n.Device.Oversize())
 	}
 	if c.n.SOCKS != nil {
 		gauge(c.socksActive, float64(c.n.SOCKS.Active()))
@@ -151,7 +157,11 @@ func denyListener(ln net.Listener) []stack.EgressRule {
 func startMetrics(ln net.Listener, n *node.Node, healthy time.Duration, log *slog.Logger) *metricsServer {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newNodeCollector(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return serveMetrics(ln, reg, func() bool { return n.Healthy(healthy) }, n.Stack.TCPConns, log)
+	var tcpConns func() []stack.TCPConnInfo
+	if n.Stack != nil {
+		tcpConns = n.Stack.TCPConns
+	}
+	return serveMetrics(ln, reg, func() bool { return n.Healthy(healthy) }, tcpConns, log)
 }
 
 // serveMetrics serves reg, the health check and, when tcpConns is set, the

@@ -44,6 +44,8 @@ type Settings struct {
 	EgressDeny  []string      `toml:"egress-deny" flag:"egress-deny"`
 	SLAAC       bool          `toml:"slaac" flag:"slaac"`
 	Payload     string        `toml:"payload" flag:"payload"`
+	TAP         string        `toml:"tap" flag:"tap"`
+	TUN         string        `toml:"tun" flag:"tun"`
 	MTU         int           `toml:"mtu" flag:"mtu"`
 	PathMTU     int           `toml:"path-mtu" flag:"path-mtu"`
 	Keepalive   time.Duration `toml:"keepalive" flag:"keepalive"`
@@ -100,6 +102,8 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.StringArrayVar(&s.EgressDeny, "egress-deny", nil, "egress: CIDR[:PORT[-PORT]] never reached (repeatable); wins over --egress-allow")
 	fs.BoolVar(&s.SLAAC, "slaac", false, "configure inner IPv6 addresses and routes from router advertisements (the far end is a site router)")
 	fs.StringVar(&s.Payload, "payload", d.Payload, "inner payload: ethernet or ip")
+	fs.StringVar(&s.TAP, "tap", "", "Linux: join this TAP device to the tunnel, beside the netstack (none without --addr); made once by root for the user: ip tuntap add dev NAME mode tap user UID")
+	fs.StringVar(&s.TUN, "tun", "", "Linux: as --tap, a TUN device, with --payload ip")
 	fs.IntVar(&s.MTU, "mtu", 0, "inner MTU (default: from --path-mtu less every header)")
 	fs.IntVar(&s.PathMTU, "path-mtu", d.PathMTU, "outer path MTU the inner MTU is computed from")
 	fs.DurationVar(&s.Keepalive, "keepalive", d.Keepalive, "OAM keepalive interval when idle, at least 1s; 0 turns keepalives off")
@@ -356,6 +360,15 @@ func (s *Settings) nodeConfig(mode nat64.Mode) (node.Config, error) {
 			return c, usagef("--metrics %q: want HOST:PORT", s.Metrics)
 		}
 	}
+	switch {
+	case s.TAP != "" && s.TUN != "":
+		return c, usagef("--tap %q and --tun %q: choose one", s.TAP, s.TUN)
+	case s.TAP != "" && ec.Protocol != geneve.ProtocolEthernet:
+		return c, usagef("--tap %q needs --payload ethernet: a TAP carries Ethernet frames (--tun carries IP)", s.TAP)
+	case s.TUN != "" && ec.Protocol == geneve.ProtocolEthernet:
+		return c, usagef("--tun %q needs --payload ip: a TUN carries IP packets (--tap carries Ethernet)", s.TUN)
+	}
+	c.Device = s.TAP + s.TUN
 	if len(sc.Addrs) == 0 && !sc.SLAAC && (c.SOCKS != nil || len(c.Forwards) > 0 || sc.Egress) {
 		return c, usageError{errors.New("--addr (or --slaac) is needed for SOCKS, forwards and egress: the netstack has no address")}
 	}

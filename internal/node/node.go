@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"geneve64/geneve"
+	"geneve64/internal/bridge"
+	"geneve64/internal/tundev"
 	"geneve64/nat64"
 	"geneve64/socks"
 	"geneve64/stack"
@@ -32,6 +34,10 @@ type Config struct {
 	Forwards []socks.Forward
 	// UDPIdle ends idle UDP forward flows (socks.DefaultUDPIdle).
 	UDPIdle time.Duration
+	// Device, when set, is a kernel TAP (Ethernet payloads) or TUN (IP
+	// payloads) joined to the tunnel beside the netstack. With a device
+	// and no inner address, no netstack runs: a pure bridge.
+	Device string
 	// Logger is shared by every part.
 	Logger *slog.Logger
 }
@@ -39,7 +45,8 @@ type Config struct {
 // Node is a running endpoint.
 type Node struct {
 	Endpoint *nat64.Endpoint
-	Stack    *stack.Stack
+	Stack    *stack.Stack // nil on a pure bridge to a Device
+	Device   *Device
 	SOCKS    *socks.Server
 	Forwards []*socks.Forwarder
 	log      *slog.Logger
@@ -76,11 +83,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if sc.MTU == 0 {
 		sc.MTU = innerMTU(cfg, n.Endpoint, sc)
 	}
-	if n.Stack, err = stack.New(n.Endpoint, sc); err != nil {
+	if cfg.Device == "" {
+		if n.Stack, err = stack.New(n.Endpoint, sc); err != nil {
+			return nil, err
+		}
+		n.Endpoint.Start(n.Stack)
+		n.log.Info("inner network up", "addrs", sc.Addrs, "mtu", sc.MTU, "egress", sc.Egress)
+	} else if err := n.startBridge(cfg.Device, sc); err != nil {
 		return nil, err
 	}
-	n.Endpoint.Start(n.Stack)
-	n.log.Info("inner network up", "addrs", sc.Addrs, "mtu", sc.MTU, "egress", sc.Egress)
 	if cfg.SOCKS != nil {
 		sc := *cfg.SOCKS
 		sc.Logger = cfg.Logger
@@ -98,6 +109,31 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.log.Info("forward listening", "forward", f.String(), "addr", fw.Addr().String())
 	}
 	return n, nil
+}
+
+// startBridge joins a kernel device and, when the node has inner
+// addresses, the netstack to the endpoint through a bridge.
+func (n *Node) startBridge(name string, sc stack.Config) error {
+	kind := tundev.TAP
+	if sc.Payload == stack.IP {
+		kind = tundev.TUN
+	}
+	var err error
+	if n.Device, err = openDevice(name, kind, sc.MTU, n.log); err != nil {
+		return err
+	}
+	br := bridge.New(n.Endpoint, sc.Payload == stack.Ethernet)
+	if len(sc.Addrs) > 0 || sc.SLAAC {
+		sp := br.Add("netstack")
+		if n.Stack, err = stack.New(sp, sc); err != nil {
+			return err
+		}
+		sp.Attach(n.Stack)
+	}
+	n.Device.start(br.Add(name))
+	n.Endpoint.Start(br)
+	n.log.Info("inner network up", "device", name, "kind", kind.String(), "addrs", sc.Addrs, "mtu", sc.MTU, "netstack", n.Stack != nil)
+	return nil
 }
 
 // innerMTU computes the inner MTU from the outer path MTU and every header.
@@ -135,6 +171,9 @@ func (n *Node) Close() error {
 		}
 		if n.SOCKS != nil {
 			errs = append(errs, n.SOCKS.Close())
+		}
+		if n.Device != nil {
+			errs = append(errs, n.Device.close())
 		}
 		if n.Stack != nil {
 			errs = append(errs, n.Stack.Close())

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 
+	"geneve64/internal/tundev"
 	"geneve64/nat64"
 	"geneve64/nat64/udpbatch"
 )
@@ -77,7 +78,7 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger}
 	g.cfg.Rules.Stats, g.cfg.Rules.Refused = &g.stats, &g.refused
-	tun, err := openTUN(cfg.TUN)
+	tun, err := tundev.Open(cfg.TUN, tundev.TUN, "gateway")
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +190,7 @@ func (g *Gateway) outbound() {
 	for {
 		n, err := g.tun.ReadBatch(bufs, sizes)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, errTUNClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 			g.log.Warn("gateway TUN read failed", "err", err)
