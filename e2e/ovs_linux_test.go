@@ -168,3 +168,28 @@ func TestOVSIgnoresOption(t *testing.T) {
 		t.Fatalf("%d option-less frames delivered in option mode", got)
 	}
 }
+
+// TestOVSTAP: the kernel interface on our side. geneve64 joins a TAP in
+// its namespace to Open vSwitch's GENEVE port (plain GENEVE, IPv4 outer):
+// the namespace's own kernel pings and fetches from the host behind OVS,
+// a layer-2 segment across two implementations.
+func TestOVSTAP(t *testing.T) {
+	l := newOVSLab(t)
+	l.helper(l.behind, "http-behind", "10.50.0.2:8080")
+	l.in(l.g64, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap")
+	l.must("ip", "-n", l.g64, "addr", "add", "10.50.0.1/24", "dev", "tap0")
+	l.must("ip", "-n", l.g64, "link", "set", "tap0", "up")
+	p := l.start(l.g64, "geneve64-tap", nil, l.binary(), "symmetric", "5001", "192.168.77.2", "192.168.77.1", "192.168.77.1",
+		"--no-option", "--tap", "tap0", "--keepalive", "0")
+	l.waitLog(p, "inner network up")
+	// Run as root, the endpoint set the TAP's MTU to the tunnel's: 1500
+	// less IPv4, UDP, GENEVE and the inner Ethernet header.
+	if out := l.in(l.g64, "ip", "link", "show", "tap0"); !strings.Contains(out, "mtu 1450 ") {
+		t.Fatalf("TAP MTU not set to the inner MTU:\n%s", out)
+	}
+	l.eventually(l.g64, "ping", "-c1", "-W1", "10.50.0.2")
+	if out := l.in(l.g64, "curl", "-sS", "--max-time", "10", "http://10.50.0.2:8080/"); !strings.HasSuffix(out, "hello from the far side\n") {
+		t.Fatalf("curl from our kernel through the TAP: %q", out)
+	}
+	l.in(l.behind, "ping", "-c2", "-W2", "10.50.0.1")
+}
