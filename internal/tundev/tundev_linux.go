@@ -1,13 +1,16 @@
 package tundev
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +42,17 @@ type Device struct {
 	rc     syscall.RawConn
 	name   string
 	kind   Kind
+	vnet   bool // every packet carries a virtio_net_hdr (VnetHdrLen bytes) first
 	closed atomic.Bool
+	zero   [VnetHdrLen]byte
+
+	// writev's arguments and results, and the function RawConn.Write
+	// calls, bound once as read is; wmu makes writes one at a time.
+	wmu   sync.Mutex
+	iov   [2]unix.Iovec
+	write func(fd uintptr) bool
+	wn    int
+	werr  syscall.Errno
 
 	// The function RawConn.Read calls, bound once so that no closure is
 	// made per read; its arguments and results are here.
@@ -50,10 +63,27 @@ type Device struct {
 	errno error
 }
 
+// VnetHdrLen is the length of the virtio_net_hdr a device opened with
+// OpenVnet puts before every packet it reads and expects before every
+// packet written.
+const VnetHdrLen = 10
+
 // Open attaches to the device name of kind (creating it when privileged)
 // and brings it up where it may. who names the part of geneve64 asking, for
 // its errors.
 func Open(name string, kind Kind, who string) (*Device, error) {
+	return open(name, kind, who, false)
+}
+
+// OpenVnet is Open with a virtio_net_hdr before every packet, so that one
+// write may carry a UDP GSO packet the kernel forwards as one and
+// segments late (see WriteUDPGSO). Reads are whole packets still: the
+// device offers the kernel no offloads.
+func OpenVnet(name string, kind Kind, who string) (*Device, error) {
+	return open(name, kind, who, true)
+}
+
+func open(name string, kind Kind, who string, vnet bool) (*Device, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
@@ -71,6 +101,9 @@ func Open(name string, kind Kind, who string) (*Device, error) {
 	flags := uint16(unix.IFF_TUN)
 	if kind == TAP {
 		flags = unix.IFF_TAP
+	}
+	if vnet {
+		flags |= unix.IFF_VNET_HDR
 	}
 	ifr.SetUint16(flags | unix.IFF_NO_PI)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
@@ -96,8 +129,9 @@ func Open(name string, kind Kind, who string) (*Device, error) {
 		f.Close()
 		return nil, err
 	}
-	d := &Device{f: f, rc: rc, name: name, kind: kind}
+	d := &Device{f: f, rc: rc, name: name, kind: kind, vnet: vnet}
 	d.read = d.readReady
+	d.write = d.writeReady
 	return d, nil
 }
 
@@ -141,8 +175,84 @@ func (d *Device) readReady(fd uintptr) bool {
 	return d.got > 0
 }
 
-// Write sends one packet into the device.
-func (d *Device) Write(p []byte) (int, error) { return d.f.Write(p) }
+// HeaderLen is how many bytes come before each packet ReadBatch returns:
+// VnetHdrLen on a device opened with OpenVnet, else 0.
+func (d *Device) HeaderLen() int {
+	if d.vnet {
+		return VnetHdrLen
+	}
+	return 0
+}
+
+// Write sends one packet into the device (with a zero virtio_net_hdr
+// before it on a device opened with OpenVnet).
+func (d *Device) Write(p []byte) (int, error) {
+	if !d.vnet {
+		return d.f.Write(p)
+	}
+	n, err := d.writev(d.zero[:], p)
+	return max(n-VnetHdrLen, 0), err
+}
+
+// WriteUDPGSO writes pkt, an IPv6 packet of one UDP header and a payload
+// of segments of segSize bytes each (the last may be shorter), whose UDP
+// checksum field holds the pseudo-header's sum (not its complement): the
+// kernel carries it as one packet and cuts it into datagrams, checksums
+// included, as late as it can. Only on a device opened with OpenVnet.
+func (d *Device) WriteUDPGSO(pkt []byte, segSize int) error {
+	if !d.vnet {
+		return errors.New("tundev: UDP GSO needs a device opened with OpenVnet")
+	}
+	const (
+		flagNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+		gsoUDPL4      = 5 // VIRTIO_NET_HDR_GSO_UDP_L4
+		l3, l4        = 40, 8
+	)
+	var h [VnetHdrLen]byte
+	h[0] = flagNeedsCsum
+	h[1] = gsoUDPL4
+	binary.NativeEndian.PutUint16(h[2:], l3+l4)           // hdr_len
+	binary.NativeEndian.PutUint16(h[4:], uint16(segSize)) // gso_size
+	binary.NativeEndian.PutUint16(h[6:], l3)              // csum_start
+	binary.NativeEndian.PutUint16(h[8:], 6)               // csum_offset in the UDP header
+	_, err := d.writev(h[:], pkt)
+	return err
+}
+
+// writev writes hdr and p as one packet without copying them together.
+func (d *Device) writev(hdr, p []byte) (int, error) {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	d.iov[0].Base = &hdr[0]
+	d.iov[0].SetLen(len(hdr))
+	d.iov[1] = unix.Iovec{}
+	if len(p) > 0 {
+		d.iov[1].Base = &p[0]
+		d.iov[1].SetLen(len(p))
+	}
+	d.wn, d.werr = 0, 0
+	err := d.rc.Write(d.write)
+	d.iov[0].Base, d.iov[1].Base = nil, nil
+	if err != nil {
+		if d.closed.Load() {
+			return 0, os.ErrClosed
+		}
+		return 0, err
+	}
+	if d.werr != 0 {
+		return 0, os.NewSyscallError("writev", d.werr)
+	}
+	return d.wn, nil
+}
+
+func (d *Device) writeReady(fd uintptr) bool {
+	r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&d.iov[0])), 2)
+	if e == unix.EAGAIN {
+		return false
+	}
+	d.wn, d.werr = int(r), e
+	return true
+}
 
 // Close detaches from the device; a persistent one stays.
 func (d *Device) Close() error {

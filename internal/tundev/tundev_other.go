@@ -24,6 +24,16 @@ var ErrPermission = os.ErrPermission
 // Device is a TUN or TAP device; there are none on this system.
 type Device struct{}
 
+// VnetHdrLen: see the Linux build.
+const VnetHdrLen = 10
+
+// OpenVnet fails as Open does.
+func OpenVnet(name string, kind Kind, who string) (*Device, error) { return Open(name, kind, who) }
+
+// HeaderLen and WriteUDPGSO are never reached: Open fails.
+func (*Device) HeaderLen() int                { return 0 }
+func (*Device) WriteUDPGSO([]byte, int) error { return os.ErrClosed }
+
 // Open fails: TUN and TAP devices are attached on Linux only.
 func Open(_ string, _ Kind, who string) (*Device, error) {
 	return nil, errors.New(who + ": TUN and TAP devices are supported on Linux only; this is " + runtime.GOOS)

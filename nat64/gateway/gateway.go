@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,7 +52,12 @@ type tunDevice interface {
 	// ReadBatch waits for a packet, then reads as many as are ready, up
 	// to len(bufs), each into its own buffer, with its length in sizes.
 	ReadBatch(bufs [][]byte, sizes []int) (int, error)
+	// HeaderLen is how many bytes come before each packet read.
+	HeaderLen() int
 	Write([]byte) (int, error)
+	// WriteUDPGSO writes one IPv6 UDP packet the kernel cuts into
+	// datagrams of segSize payload bytes.
+	WriteUDPGSO(pkt []byte, segSize int) error
 	// Dropped is how many packets the kernel dropped on their way to the
 	// gateway because the device's queue was full.
 	Dropped() uint64
@@ -78,7 +84,9 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger}
 	g.cfg.Rules.Stats, g.cfg.Rules.Refused = &g.stats, &g.refused
-	tun, err := tundev.Open(cfg.TUN, tundev.TUN, "gateway")
+	// With a virtio_net_hdr on every packet, a run of datagrams for one
+	// site host is one write of one UDP GSO packet (see inbound).
+	tun, err := tundev.OpenVnet(cfg.TUN, tundev.TUN, "gateway")
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +134,10 @@ func (g *Gateway) Close() error {
 }
 
 // inbound: IPv4 GENEVE to the public address → IPv6 host named in the
-// option. Datagrams come in batches; the TUN takes one packet per write.
+// option. Datagrams come in batches; a run of them from one sender to one
+// site host, of one size, goes into the TUN as one UDP GSO packet: one
+// write, one packet through the kernel's forwarding, cut into datagrams
+// (checksums included) only where it must be.
 func (g *Gateway) inbound() {
 	defer g.wg.Done()
 	msgs := make([]udpbatch.Message, batch)
@@ -134,6 +145,7 @@ func (g *Gateway) inbound() {
 	for i := range bufs {
 		bufs[i] = make([]byte, udpbatch.MaxDatagram)
 	}
+	res := make([]inboundResult, batch)
 	out := make([]byte, 0, udpbatch.MaxDatagram+ipv6HeaderLen+udpHeaderLen)
 	frag := make([]byte, 0, g.cfg.MTU)
 	write := func(p []byte) error {
@@ -141,6 +153,7 @@ func (g *Gateway) inbound() {
 		return err
 	}
 	local := g.v4.LocalAddr()
+	gso := true
 	for {
 		for i := range msgs {
 			msgs[i].Buf = bufs[i]
@@ -153,28 +166,116 @@ func (g *Gateway) inbound() {
 			g.log.Warn("gateway IPv4 read failed", "err", err)
 			continue
 		}
+		// The rules once per datagram, then runs.
 		for i := range msgs[:n] {
 			m := &msgs[i]
-			pkt := m.Buf[:m.N]
-			s6, d6, _, ok := g.cfg.Rules.Inbound(m.Addr, local, pkt)
+			r := &res[i]
+			var ok bool
+			r.src, r.dst, _, ok = g.cfg.Rules.Inbound(m.Addr, local, m.Buf[:m.N])
+			r.ok = ok
 			if !ok {
 				continue
 			}
-			hop, ok := decrement(m.TTL)
-			if !ok {
+			if r.hop, r.ok = decrement(m.TTL); !r.ok {
 				g.refuse(nat64.RefusedHopLimit)
+			}
+		}
+		for i := 0; i < n; {
+			if !res[i].ok {
+				i++
 				continue
 			}
-			out = appendIPv6UDP(out[:0], s6, d6, pkt)
-			out[7] = hop // the hop limit, outside the UDP checksum
-			if err := fragment(out, g.cfg.MTU, g.fragID.Add(1), frag, write); err != nil {
-				g.log.Debug("gateway TUN write failed", "to", d6, "err", err)
-				g.stats.Drop(nat64.DropSendError)
+			j := i + 1
+			if gso {
+				j = g.run(msgs[:n], res[:n], i)
+			}
+			if j-i == 1 {
+				m := &msgs[i]
+				out = appendIPv6UDP(out[:0], res[i].src, res[i].dst, m.Buf[:m.N])
+				out[7] = res[i].hop // the hop limit, outside the UDP checksum
+				if err := fragment(out, g.cfg.MTU, g.fragID.Add(1), frag, write); err != nil {
+					g.log.Debug("gateway TUN write failed", "to", res[i].dst, "err", err)
+					g.stats.Drop(nat64.DropSendError)
+				} else {
+					g.In.Add(1)
+				}
+				i++
 				continue
 			}
-			g.In.Add(1)
+			out = g.appendRun(out[:0], msgs[i:j], &res[i])
+			if err := g.tun.WriteUDPGSO(out, msgs[i].N); err != nil {
+				// A kernel without UDP segmentation from a TUN: one
+				// packet per write from now on.
+				g.log.Info("gateway: the TUN takes no UDP GSO packets; writing one datagram at a time", "err", err)
+				gso = false
+				continue
+			}
+			g.In.Add(uint64(j - i))
+			i = j
 		}
 	}
+}
+
+// inboundResult is what the rules made of one inbound datagram.
+type inboundResult struct {
+	src, dst netip.AddrPort
+	hop      uint8
+	ok       bool
+}
+
+// run returns the end of the run of datagrams starting at i that can go
+// as one GSO packet: relayed, from one sender to one host with one hop
+// limit, of one size but for a shorter last one, each fitting the site
+// link whole, at most 64 and 64 KiB in all.
+func (g *Gateway) run(msgs []udpbatch.Message, res []inboundResult, i int) int {
+	size := msgs[i].N
+	if ipv6HeaderLen+udpHeaderLen+size > g.cfg.MTU {
+		return i + 1
+	}
+	total := size
+	j := i + 1
+	for ; j < len(msgs) && j-i < 64; j++ {
+		r, m := &res[j], &msgs[j]
+		if !r.ok || r.src != res[i].src || r.dst != res[i].dst || r.hop != res[i].hop || m.N > size || m.N == 0 ||
+			udpHeaderLen+total+m.N > 0xffff {
+			break
+		}
+		total += m.N
+		if m.N < size {
+			j++
+			break // only the last may be shorter
+		}
+	}
+	return j
+}
+
+// appendRun appends one IPv6 UDP packet carrying msgs' payloads back to
+// back, its UDP checksum field holding the pseudo-header's sum over the
+// whole length, as the kernel's own UDP GSO sends do.
+func (g *Gateway) appendRun(dst []byte, msgs []udpbatch.Message, r *inboundResult) []byte {
+	total := 0
+	for i := range msgs {
+		total += msgs[i].N
+	}
+	ulen := udpHeaderLen + total
+	dst = append(dst, 0x60, 0, 0, 0, byte(ulen>>8), byte(ulen), protoUDP, r.hop)
+	s, d := r.src.Addr().As16(), r.dst.Addr().As16()
+	dst = append(dst, s[:]...)
+	dst = append(dst, d[:]...)
+	dst = binary.BigEndian.AppendUint16(dst, r.src.Port())
+	dst = binary.BigEndian.AppendUint16(dst, r.dst.Port())
+	dst = binary.BigEndian.AppendUint16(dst, uint16(ulen))
+	sum := onesSum(0, s[:])
+	sum = onesSum(sum, d[:])
+	sum += uint64(ulen) + protoUDP
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(sum))
+	for i := range msgs {
+		dst = append(dst, msgs[i].Buf[:msgs[i].N]...)
+	}
+	return dst
 }
 
 // outbound: IPv6 GENEVE from an allowed host's port 6081 → the IPv4
@@ -198,7 +299,7 @@ func (g *Gateway) outbound() {
 		}
 		msgs = msgs[:0]
 		for i := range n {
-			p := bufs[i][:sizes[i]]
+			p := bufs[i][g.tun.HeaderLen():sizes[i]]
 			src, dst, payload, err := parseIPv6UDP(p)
 			if err != nil {
 				if errors.Is(err, errFragment) {

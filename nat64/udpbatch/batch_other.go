@@ -8,7 +8,10 @@ import (
 )
 
 // batchIO is Linux-only; elsewhere UDPConn moves one datagram per call.
-type batchIO struct{ drops atomic.Uint64 }
+type batchIO struct {
+	drops atomic.Uint64
+	gso   bool
+}
 
 func newBatchIO(*net.UDPConn, bool, bool) *batchIO { return nil }
 

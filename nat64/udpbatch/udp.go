@@ -37,6 +37,10 @@ type ListenConfig struct {
 	// as a router relaying it must. Linux only; elsewhere TTLs read as 0
 	// and are not set.
 	TTL bool
+	// NoGSO sends every datagram as a packet of its own, never a run of
+	// them as one UDP GSO packet: for a load generator whose datagrams
+	// must cross the network one by one, as a busy peer's would.
+	NoGSO bool
 }
 
 // Listen binds a UDP socket to laddr with lc's options.
@@ -55,6 +59,9 @@ func (lc ListenConfig) Listen(laddr netip.AddrPort) (*UDPConn, error) {
 	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	u := &UDPConn{c: c, local: local, is6: !local.Addr().Unmap().Is4()}
 	u.batch = newBatchIO(c, u.is6, lc.TTL)
+	if u.batch != nil && lc.NoGSO {
+		u.batch.gso = false
+	}
 	return u, nil
 }
 
