@@ -66,22 +66,8 @@ func TestKernelSiteToSite(t *testing.T) {
 
 	// 50 MB over TCP between the two kernels.
 	l.helper(l.siteB, "http-siteB", "10.50.0.2:8080")
-	const size = 50 << 20
-	file := filepath.Join(l.dir, "site-download")
-	begin := time.Now()
-	if out, err := exec.Command("ip", "netns", "exec", l.siteA, "curl", "-sS", "--max-time", "120", "-o", file,
-		fmt.Sprintf("http://10.50.0.2:8080/download?n=%d&seed=11", size)).CombinedOutput(); err != nil {
-		t.Fatalf("download: %v\n%s", err, out)
-	}
-	took := time.Since(begin)
-	got, err := os.ReadFile(file)
-	if err != nil || len(got) != size {
-		t.Fatalf("downloaded %d bytes, %v", len(got), err)
-	}
-	if sum := sha256.Sum256(got); hex.EncodeToString(sum[:]) != streamHash(11, size) {
-		t.Fatal("download corrupted")
-	}
-	t.Logf("50 MB between the sites' kernels through TAPs in %v: %.0f Mbit/s", took.Round(time.Millisecond), size*8/took.Seconds()/1e6)
+	took := l.siteDownload(50<<20, 11)
+	t.Logf("50 MB between the sites' kernels through TAPs in %v: %.0f Mbit/s", took.Round(time.Millisecond), (50<<20)*8/took.Seconds()/1e6)
 	if m := l.in(l.siteB, "curl", "-sS", "http://127.0.0.1:9200/metrics"); !strings.Contains(m, "geneve64_device_oversize_frames_total 0") {
 		t.Fatalf("frames dropped as oversize:\n%s", m)
 	}
@@ -93,6 +79,8 @@ func TestKernelSiteToSite(t *testing.T) {
 	l.waitLog(pbn, "inner network up")
 	l.eventually(l.siteA, "ping", "-c1", "-W1", "10.50.0.3")  // the netstack
 	l.in(l.siteA, "ping", "-c3", "-i0.2", "-W2", "10.50.0.2") // site B's kernel, still
+	took = l.siteDownload(20<<20, 12)
+	t.Logf("20 MB between the kernels with the netstack on the segment: %v", took.Round(time.Millisecond))
 
 	// --tun with IP payloads: the same across TUN devices. Their MTU is
 	// below the tunnel's, which an endpoint accepts with a warning.
@@ -111,6 +99,27 @@ func TestKernelSiteToSite(t *testing.T) {
 	l.waitLog(run(l.siteB, "b-tun", b...), "inner network up")
 	l.eventually(l.siteA, "ping", "-c1", "-W1", "10.60.0.2")
 	l.in(l.siteB, "ping", "-c3", "-i0.2", "-W2", "fd60::1")
+}
+
+// siteDownload has site A's kernel fetch size bytes from site B's over
+// the joined segment, checks them and returns how long it took.
+func (l *natLab) siteDownload(size int64, seed uint64) time.Duration {
+	l.t.Helper()
+	file := filepath.Join(l.dir, "site-download")
+	begin := time.Now()
+	if out, err := exec.Command("ip", "netns", "exec", l.siteA, "curl", "-sS", "--max-time", "120", "-o", file,
+		fmt.Sprintf("http://10.50.0.2:8080/download?n=%d&seed=%d", size, seed)).CombinedOutput(); err != nil {
+		l.t.Fatalf("download: %v\n%s", err, out)
+	}
+	took := time.Since(begin)
+	got, err := os.ReadFile(file)
+	if err != nil || int64(len(got)) != size {
+		l.t.Fatalf("downloaded %d bytes, %v", len(got), err)
+	}
+	if sum := sha256.Sum256(got); hex.EncodeToString(sum[:]) != streamHash(seed, size) {
+		l.t.Fatal("download corrupted")
+	}
+	return took
 }
 
 // eventually runs a command in ns until it succeeds, for up to 15 s.
