@@ -4,13 +4,14 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"geneve64/internal/procstat"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,10 +68,10 @@ func BenchmarkKernelGatewayRate(b *testing.B) {
 		for _, rate := range rates {
 			c := l.start(p.to, fmt.Sprintf("count-%d-%d", i, rate), []string{"GENEVE64_HELPER=udp-count " + p.listen}, helperExe(b), "-test.run=^TestHelperProcess$")
 			l.waitLog(c, "listening")
-			cpu0 := cpuTime(translator)
+			cpu0 := procstat.CPUTime(translator)
 			sent := l.flood(p.from, p.fromAdr, p.toAdr, rate, step, p.opt...)
 			time.Sleep(300 * time.Millisecond)
-			cpu := cpuTime(translator) - cpu0
+			cpu := procstat.CPUTime(translator) - cpu0
 			c.cmd.Process.Signal(unix.SIGTERM)
 			c.cmd.Wait()
 			m := regexp.MustCompile(`count (\d+) drops (\d+)`).FindStringSubmatch(c.logText())
@@ -129,22 +130,6 @@ func (l *lab) proc(name string) int {
 		}
 	}
 	return 0
-}
-
-// cpuTime is the user and system CPU time process pid has used, from
-// /proc (in ticks of 10 ms).
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * 10 * time.Millisecond
 }
 
 // flood sends rate datagrams per second for d from src in ns to dst, as

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"geneve64/internal/memrelease"
 	"geneve64/internal/netsim"
 	"geneve64/internal/node"
+	"geneve64/internal/procstat"
 	"geneve64/internal/testpeer"
 )
 
@@ -226,19 +226,4 @@ func watchStalls(done <-chan struct{}, t *testing.T, p *pair, lastRead []atomic.
 		}
 	}
 }
-
-// selfRSS is this process's resident set size in bytes, 0 where /proc has
-// no answer (then the check is the live heap's alone).
-func selfRSS() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseUint(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func selfRSS() uint64 { return uint64(max(procstat.RSS(0), 0)) }

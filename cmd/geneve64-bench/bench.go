@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"geneve64/internal/procstat"
 )
 
 // benchResult is one line of the benchmark table.
@@ -234,6 +236,9 @@ func dirName(d byte) string {
 	return "down"
 }
 
+// rssMB is a process's resident memory in MiB.
+func rssMB(pid int) float64 { return float64(procstat.RSS(pid)) / (1 << 20) }
+
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 // memoryAndConnections: idle memory, connection rate with 0 and with
@@ -242,17 +247,17 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchResult), ms *plainSOCKS) error {
 	dial := bp.dialSOCKS
 	time.Sleep(200 * time.Millisecond)
-	nearIdle, farIdle := rssKB(bp.near.Process.Pid), rssKB(bp.far.Process.Pid)
-	add(benchResult{Name: "RSS near end (SOCKS), idle", Value: float64(nearIdle) / 1024, Unit: "MB"})
-	add(benchResult{Name: "RSS far end (egress), idle", Value: float64(farIdle) / 1024, Unit: "MB"})
+	nearIdle, farIdle := rssMB(bp.near.Process.Pid), rssMB(bp.far.Process.Pid)
+	add(benchResult{Name: "RSS near end (SOCKS), idle", Value: nearIdle, Unit: "MB"})
+	add(benchResult{Name: "RSS far end (egress), idle", Value: farIdle, Unit: "MB"})
 	n := 1000
 	if o.quick {
 		n = 100
 	}
 	held := holdConns(dial, n)
 	time.Sleep(200 * time.Millisecond)
-	add(benchResult{Name: fmt.Sprintf("RSS near end, +%d idle connections", len(held)), Value: float64(rssKB(bp.near.Process.Pid)-nearIdle) / 1024, Unit: "MB"})
-	add(benchResult{Name: fmt.Sprintf("RSS far end, +%d idle connections", len(held)), Value: float64(rssKB(bp.far.Process.Pid)-farIdle) / 1024, Unit: "MB"})
+	add(benchResult{Name: fmt.Sprintf("RSS near end, +%d idle connections", len(held)), Value: rssMB(bp.near.Process.Pid) - nearIdle, Unit: "MB"})
+	add(benchResult{Name: fmt.Sprintf("RSS far end, +%d idle connections", len(held)), Value: rssMB(bp.far.Process.Pid) - farIdle, Unit: "MB"})
 	rate, failed := connRate(dial, o.duration, 0)
 	add(benchResult{Name: fmt.Sprintf("SOCKS5 connections with %d others open", len(held)), Value: rate, Unit: "conn/s", Comment: rateComment(failed)})
 	for _, c := range held {
@@ -292,8 +297,8 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 		// internal/node): measure once both have had their time, with a
 		// margin.
 		time.Sleep(12 * time.Second)
-		add(benchResult{Name: "RSS near end after churn (12 s later)", Value: float64(rssKB(bp.near.Process.Pid)) / 1024, Unit: "MB"})
-		add(benchResult{Name: "RSS far end after churn (12 s later)", Value: float64(rssKB(bp.far.Process.Pid)) / 1024, Unit: "MB"})
+		add(benchResult{Name: "RSS near end after churn (12 s later)", Value: rssMB(bp.near.Process.Pid), Unit: "MB"})
+		add(benchResult{Name: "RSS far end after churn (12 s later)", Value: rssMB(bp.far.Process.Pid), Unit: "MB"})
 	}
 	return nil
 }
@@ -463,13 +468,13 @@ func connRateCPU(bp *benchPair, d time.Duration) (rate float64, failed int, cpu 
 	pids := [3]int{bp.near.Process.Pid, bp.far.Process.Pid, os.Getpid()}
 	var cpu0 [3]time.Duration
 	for i, pid := range pids {
-		cpu0[i] = cpuTime(pid)
+		cpu0[i] = procstat.CPUTime(pid)
 	}
 	begin := time.Now()
 	rate, failed = connRate(bp.dialSOCKS, d, 0)
 	conns := rate * time.Since(begin).Seconds()
 	for i, pid := range pids {
-		if used := cpuTime(pid) - cpu0[i]; cpu0[i] >= 0 && conns > 0 {
+		if used := procstat.CPUTime(pid) - cpu0[i]; cpu0[i] >= 0 && conns > 0 {
 			cpu[i] = us(used) / conns
 		}
 	}

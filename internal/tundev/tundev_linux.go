@@ -273,19 +273,8 @@ func (d *Device) Dropped() uint64 {
 
 // MTU reads the device's MTU.
 func (d *Device) MTU() (int, error) {
-	s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	ifr, err := d.ioctl(unix.SIOCGIFMTU, nil)
 	if err != nil {
-		s, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return 0, err
-		}
-	}
-	defer unix.Close(s)
-	ifr, err := unix.NewIfreq(d.name)
-	if err != nil {
-		return 0, err
-	}
-	if err := unix.IoctlIfreq(s, unix.SIOCGIFMTU, ifr); err != nil {
 		return 0, err
 	}
 	return int(ifr.Uint32()), nil
@@ -293,37 +282,44 @@ func (d *Device) MTU() (int, error) {
 
 // SetMTU sets the device's MTU; it needs CAP_NET_ADMIN.
 func (d *Device) SetMTU(mtu int) error {
+	_, err := d.ioctl(unix.SIOCSIFMTU, func(ifr *unix.Ifreq) { ifr.SetUint32(uint32(mtu)) })
+	return err
+}
+
+// ioctl makes an interface request about the device through a datagram
+// socket, as ip(8) does, with set filling the request first.
+func (d *Device) ioctl(req uint, set func(*unix.Ifreq)) (*unix.Ifreq, error) {
+	return ifaceIoctl(d.name, req, set)
+}
+
+func ifaceIoctl(name string, req uint, set func(*unix.Ifreq)) (*unix.Ifreq, error) {
 	s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		s, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
+		if s, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			return nil, err
 		}
 	}
 	defer unix.Close(s)
-	ifr, err := unix.NewIfreq(d.name)
+	ifr, err := unix.NewIfreq(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ifr.SetUint32(uint32(mtu))
-	return unix.IoctlIfreq(s, unix.SIOCSIFMTU, ifr)
+	if set != nil {
+		set(ifr)
+	}
+	if err := unix.IoctlIfreq(s, req, ifr); err != nil {
+		return nil, err
+	}
+	return ifr, nil
 }
 
 // bringUp sets IFF_UP where it may; without CAP_NET_ADMIN the operator does
 // it (ip link set NAME up), and the device still attaches.
 func bringUp(name string) {
-	s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	ifr, err := ifaceIoctl(name, unix.SIOCGIFFLAGS, nil)
 	if err != nil {
 		return
 	}
-	defer unix.Close(s)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return
-	}
-	if unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr) != nil {
-		return
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	_ = unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr)
+	flags := ifr.Uint16() | unix.IFF_UP
+	_, _ = ifaceIoctl(name, unix.SIOCSIFFLAGS, func(r *unix.Ifreq) { r.SetUint16(flags) })
 }
