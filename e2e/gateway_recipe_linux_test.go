@@ -87,6 +87,9 @@ func TestKernelGatewayRecipe(t *testing.T) {
 	if strings.Contains(ruleset, "geneve64") || strings.Contains(rules, "lookup 200") {
 		t.Fatalf("after --undo:\n%s\n%s", ruleset, rules)
 	}
+	if exec.Command("ip", "-n", l.natB, "link", "show", "geneve64gw").Run() == nil {
+		t.Fatal("after --undo the TUN is still there")
+	}
 	if !strings.Contains(ruleset, "table inet filter") || !strings.Contains(ruleset, "dnat prefix to") {
 		t.Fatalf("--undo removed the host's own rules:\n%s", ruleset)
 	}

@@ -89,9 +89,14 @@ earlier run added); --undo removes them.`,
 			if os.Geteuid() != 0 {
 				return errors.New("gateway setup: --apply and --undo change routing and the firewall: run as root")
 			}
+			// --apply first takes back what an earlier run added, so a
+			// second run changes nothing; the TUN stays, as a running
+			// gateway holds it.
 			steps := s.undoSteps(hostChains())
 			if apply {
 				steps = append(steps, s.applySteps(hostChains())...)
+			} else {
+				steps = append(steps, setupStep{argv: []string{"ip", "link", "del", s.tun}, ignoreFail: true})
 			}
 			return runSteps(stdout, steps)
 		},
