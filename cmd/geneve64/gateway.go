@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"geneve64/nat64"
@@ -56,7 +57,7 @@ The IPv6 side is a TUN device that policy routing feeds: "geneve64 gateway setup
 			defer g.Close()
 			if metrics != "" {
 				reg := prometheus.NewRegistry()
-				reg.MustRegister(gatewayCollector{g})
+				reg.MustRegister(gatewayCollector{g}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 				ln, err := listenMetrics(metrics)
 				if err != nil {
 					return err

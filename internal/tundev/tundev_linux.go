@@ -49,6 +49,7 @@ type Device struct {
 	// writev's arguments and results, and the function RawConn.Write
 	// calls, bound once as read is; wmu makes writes one at a time.
 	wmu   sync.Mutex
+	gso   [VnetHdrLen]byte // WriteUDPGSO's header: a field, not a local that writev's iovec would move to the heap
 	iov   [2]unix.Iovec
 	write func(fd uintptr) bool
 	wn    int
@@ -190,7 +191,9 @@ func (d *Device) Write(p []byte) (int, error) {
 	if !d.vnet {
 		return d.f.Write(p)
 	}
-	n, err := d.writev(d.zero[:], p)
+	d.wmu.Lock()
+	n, err := d.writevLocked(d.zero[:], p)
+	d.wmu.Unlock()
 	return max(n-VnetHdrLen, 0), err
 }
 
@@ -208,21 +211,22 @@ func (d *Device) WriteUDPGSO(pkt []byte, segSize int) error {
 		gsoUDPL4      = 5 // VIRTIO_NET_HDR_GSO_UDP_L4
 		l3, l4        = 40, 8
 	)
-	var h [VnetHdrLen]byte
+	d.wmu.Lock()
+	h := &d.gso
 	h[0] = flagNeedsCsum
 	h[1] = gsoUDPL4
 	binary.NativeEndian.PutUint16(h[2:], l3+l4)           // hdr_len
 	binary.NativeEndian.PutUint16(h[4:], uint16(segSize)) // gso_size
 	binary.NativeEndian.PutUint16(h[6:], l3)              // csum_start
 	binary.NativeEndian.PutUint16(h[8:], 6)               // csum_offset in the UDP header
-	_, err := d.writev(h[:], pkt)
+	_, err := d.writevLocked(h[:], pkt)
+	d.wmu.Unlock()
 	return err
 }
 
-// writev writes hdr and p as one packet without copying them together.
-func (d *Device) writev(hdr, p []byte) (int, error) {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
+// writevLocked writes hdr and p as one packet without copying them
+// together. The caller holds wmu.
+func (d *Device) writevLocked(hdr, p []byte) (int, error) {
 	d.iov[0].Base = &hdr[0]
 	d.iov[0].SetLen(len(hdr))
 	d.iov[1] = unix.Iovec{}
