@@ -92,9 +92,10 @@ earlier run added); --undo removes them.`,
 			// --apply first takes back what an earlier run added, so a
 			// second run changes nothing; the TUN stays, as a running
 			// gateway holds it.
-			steps := s.undoSteps(hostChains())
+			chains := hostChains()
+			steps := s.undoSteps(chains)
 			if apply {
-				steps = append(steps, s.applySteps(hostChains())...)
+				steps = append(steps, s.applySteps(chains)...)
 			} else {
 				steps = append(steps, setupStep{argv: []string{"ip", "link", "del", s.tun}, ignoreFail: true})
 			}

@@ -61,12 +61,7 @@ type batches struct {
 // port, and what a port sends goes into the tunnel.
 func New(tunnel Tunnel, ethernet bool) *Bridge {
 	b := &Bridge{tunnel: tunnel, ethernet: ethernet, macs: make(map[[6]byte]*Port)}
-	b.scratch.New = func() any {
-		b.mu.Lock()
-		n := len(b.ports)
-		b.mu.Unlock()
-		return &batches{port: make([][][]byte, n)}
-	}
+	b.scratch.New = func() any { return new(batches) } // get sizes it to the ports
 	return b
 }
 

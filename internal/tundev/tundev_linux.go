@@ -85,19 +85,20 @@ func OpenVnet(name string, kind Kind, who string) (*Device, error) {
 }
 
 func open(name string, kind Kind, who string, vnet bool) (*Device, error) {
+	what := strings.ToUpper(kind.String()) // for errors: "TUN", "TAP"
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 			return nil, fmt.Errorf("%s: opening /dev/net/tun: %w: run as root or with CAP_NET_ADMIN; "+
 				"to run unprivileged, /dev/net/tun must be open to all (mode 0666, the usual default) and root must "+
-				"create the %s for this user once: ip tuntap add dev %s mode %s user $(id -u)", who, ErrPermission, strings.ToUpper(kind.String()), name, kind)
+				"create the %s for this user once: ip tuntap add dev %s mode %s user $(id -u)", who, ErrPermission, what, name, kind)
 		}
 		return nil, fmt.Errorf("%s: opening /dev/net/tun: %w", who, err)
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("%s: %s name %q: %w", who, strings.ToUpper(kind.String()), name, err)
+		return nil, fmt.Errorf("%s: %s name %q: %w", who, what, name, err)
 	}
 	flags := uint16(unix.IFF_TUN)
 	if kind == TAP {
@@ -112,12 +113,12 @@ func open(name string, kind Kind, who string, vnet bool) (*Device, error) {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 			return nil, fmt.Errorf("%s: attaching %s %s: %w: run as root, grant CAP_NET_ADMIN "+
 				"(setcap cap_net_admin+ep geneve64), or have root create it for this user once: "+
-				"ip tuntap add dev %s mode %s user $(id -u)", who, strings.ToUpper(kind.String()), name, ErrPermission, name, kind)
+				"ip tuntap add dev %s mode %s user $(id -u)", who, what, name, ErrPermission, name, kind)
 		}
 		if errors.Is(err, unix.EINVAL) {
-			return nil, fmt.Errorf("%s: attaching %s %s: %w: is %s a device of another kind?", who, strings.ToUpper(kind.String()), name, err, name)
+			return nil, fmt.Errorf("%s: attaching %s %s: %w: is %s a device of another kind?", who, what, name, err, name)
 		}
-		return nil, fmt.Errorf("%s: attaching %s %s: %w", who, strings.ToUpper(kind.String()), name, err)
+		return nil, fmt.Errorf("%s: attaching %s %s: %w", who, what, name, err)
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)

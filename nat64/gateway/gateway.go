@@ -32,7 +32,7 @@ type Config struct {
 // Gateway relays GENEVE between the IPv4 internet and IPv6 hosts.
 type Gateway struct {
 	cfg   Config
-	tun   tunDevice
+	tun   *tundev.Device // the IPv6 side: whole IPv6 packets in and out
 	v4    *udpbatch.UDPConn
 	log   *slog.Logger
 	stats nat64.Stats
@@ -45,23 +45,6 @@ type Gateway struct {
 	fragID    atomic.Uint32
 	wg        sync.WaitGroup
 	once      sync.Once
-}
-
-// tunDevice is the IPv6 side: whole IPv6 packets in and out.
-type tunDevice interface {
-	// ReadBatch waits for a packet, then reads as many as are ready, up
-	// to len(bufs), each into its own buffer, with its length in sizes.
-	ReadBatch(bufs [][]byte, sizes []int) (int, error)
-	// HeaderLen is how many bytes come before each packet read.
-	HeaderLen() int
-	Write([]byte) (int, error)
-	// WriteUDPGSO writes one IPv6 UDP packet the kernel cuts into
-	// datagrams of segSize payload bytes.
-	WriteUDPGSO(pkt []byte, segSize int) error
-	// Dropped is how many packets the kernel dropped on their way to the
-	// gateway because the device's queue was full.
-	Dropped() uint64
-	Close() error
 }
 
 // batch is how many packets move per system call on the IPv4 socket and
@@ -257,21 +240,10 @@ func (g *Gateway) appendRun(dst []byte, msgs []udpbatch.Message, r *inboundResul
 	for i := range msgs {
 		total += msgs[i].N
 	}
-	ulen := udpHeaderLen + total
-	dst = append(dst, 0x60, 0, 0, 0, byte(ulen>>8), byte(ulen), protoUDP, r.hop)
+	start := len(dst)
+	dst = appendIPv6UDPHeader(dst, r.src, r.dst, r.hop, total)
 	s, d := r.src.Addr().As16(), r.dst.Addr().As16()
-	dst = append(dst, s[:]...)
-	dst = append(dst, d[:]...)
-	dst = binary.BigEndian.AppendUint16(dst, r.src.Port())
-	dst = binary.BigEndian.AppendUint16(dst, r.dst.Port())
-	dst = binary.BigEndian.AppendUint16(dst, uint16(ulen))
-	sum := onesSum(0, s[:])
-	sum = onesSum(sum, d[:])
-	sum += uint64(ulen) + protoUDP
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	dst = binary.BigEndian.AppendUint16(dst, uint16(sum))
+	binary.BigEndian.PutUint16(dst[start+ipv6HeaderLen+6:], fold(pseudoSum(s[:], d[:], udpHeaderLen+total)))
 	for i := range msgs {
 		dst = append(dst, msgs[i].Buf[:msgs[i].N]...)
 	}

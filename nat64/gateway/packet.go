@@ -52,39 +52,52 @@ func parseIPv6UDP(p []byte) (src, dst netip.AddrPort, payload []byte, err error)
 
 // appendIPv6UDP appends an IPv6 UDP packet to dst, with its checksum.
 func appendIPv6UDP(dst []byte, src, to netip.AddrPort, payload []byte) []byte {
-	ulen := udpHeaderLen + len(payload)
 	start := len(dst)
-	dst = append(dst, 0x60, 0, 0, 0, byte(ulen>>8), byte(ulen), protoUDP, defaultHopLimit)
-	s, d := src.Addr().As16(), to.Addr().As16()
-	dst = append(dst, s[:]...)
-	dst = append(dst, d[:]...)
-	u := len(dst)
-	dst = binary.BigEndian.AppendUint16(dst, src.Port())
-	dst = binary.BigEndian.AppendUint16(dst, to.Port())
-	dst = binary.BigEndian.AppendUint16(dst, uint16(ulen))
-	dst = append(dst, 0, 0)
+	dst = appendIPv6UDPHeader(dst, src, to, defaultHopLimit, len(payload))
 	dst = append(dst, payload...)
+	u := start + ipv6HeaderLen
 	sum := udpChecksum(dst[start+8:start+24], dst[start+24:start+40], dst[u:])
 	binary.BigEndian.PutUint16(dst[u+6:], sum)
 	return dst
+}
+
+// appendIPv6UDPHeader appends the IPv6 and UDP headers of a packet carrying
+// n bytes of payload, its UDP checksum field zero.
+func appendIPv6UDPHeader(dst []byte, src, to netip.AddrPort, hop uint8, n int) []byte {
+	ulen := udpHeaderLen + n
+	dst = append(dst, 0x60, 0, 0, 0, byte(ulen>>8), byte(ulen), protoUDP, hop)
+	s, d := src.Addr().As16(), to.Addr().As16()
+	dst = append(dst, s[:]...)
+	dst = append(dst, d[:]...)
+	dst = binary.BigEndian.AppendUint16(dst, src.Port())
+	dst = binary.BigEndian.AppendUint16(dst, to.Port())
+	dst = binary.BigEndian.AppendUint16(dst, uint16(ulen))
+	return append(dst, 0, 0)
 }
 
 // udpChecksum computes the IPv6 UDP checksum over the pseudo-header and the
 // datagram (whose checksum field is zero). A result of 0 is sent as 0xffff:
 // zero means "no checksum", which IPv6 forbids.
 func udpChecksum(src, dst, udp []byte) uint16 {
-	sum := onesSum(0, src)
-	sum = onesSum(sum, dst)
-	sum += uint64(len(udp)) + protoUDP
-	sum = onesSum(sum, udp)
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	c := ^uint16(sum)
+	c := ^fold(onesSum(pseudoSum(src, dst, len(udp)), udp))
 	if c == 0 {
 		c = 0xffff
 	}
 	return c
+}
+
+// pseudoSum is the ones'-complement sum of the IPv6 pseudo-header of a UDP
+// datagram of ulen bytes, unfolded.
+func pseudoSum(src, dst []byte, ulen int) uint64 {
+	return onesSum(onesSum(0, src), dst) + uint64(ulen) + protoUDP
+}
+
+// fold folds a 64-bit ones'-complement sum to 16 bits.
+func fold(sum uint64) uint16 {
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return uint16(sum)
 }
 
 // onesSum adds b to a ones'-complement sum as big-endian 16-bit words,
