@@ -350,14 +350,23 @@ func TestCLIBench(t *testing.T) {
 			Value   float64
 			Comment string
 			Ratio   float64 `json:"ratio_to_microsocks"`
+			Cost    *struct {
+				Syscalls float64 `json:"syscalls"`
+				Switches float64 `json:"context_switches"`
+				GoRuns   float64 `json:"goroutine_runs"`
+			}
 		}
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatalf("bench --json: %v\n%s", err, out)
 	}
 	names, ratios := map[string]float64{}, map[string]float64{}
+	costs := map[string]struct{ syscalls, switches, goRuns float64 }{}
 	for _, r := range doc.Results {
 		names[r.Name], ratios[r.Name] = r.Value, r.Ratio
+		if r.Cost != nil {
+			costs[r.Name] = struct{ syscalls, switches, goRuns float64 }{r.Cost.Syscalls, r.Cost.Switches, r.Cost.GoRuns}
+		}
 		// A figure counts only the connections that worked; none may fail.
 		if strings.Contains(r.Comment, "failed") && !strings.HasSuffix(r.Comment, " 0 failed") {
 			t.Errorf("bench: %s: %s", r.Name, r.Comment)
@@ -378,6 +387,20 @@ func TestCLIBench(t *testing.T) {
 			if ratios[want] <= 0 {
 				t.Errorf("bench gave %q no ratio to microsocks", want)
 			}
+		}
+	}
+	// What a round trip and a connection cost each process: CPU, context
+	// switches, goroutines run (from the endpoints' scheduler metrics),
+	// and system calls where perf counts them (CI installs it).
+	_, perfErr := exec.LookPath("perf")
+	for _, want := range []string{"per round trip, tunnel, near end (SOCKS5, netstack)", "per round trip, tunnel, far end (netstack, egress)",
+		"per connection, tunnel, near end (SOCKS5, netstack)", "per MiB, 1 stream up, tunnel, far end (netstack, egress)"} {
+		c, ok := costs[want]
+		if !ok || names[want] <= 0 || c.switches <= 0 || c.goRuns <= 0 {
+			t.Errorf("bench cost %q: %v µs CPU, %+v", want, names[want], c)
+		}
+		if (perfErr == nil || os.Getenv("CI") != "") && c.syscalls <= 0 {
+			t.Errorf("bench cost %q: %v system calls (perf: %v)", want, c.syscalls, perfErr)
 		}
 	}
 	// A binary that is not there is a usage error naming it.

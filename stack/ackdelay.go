@@ -206,6 +206,15 @@ func (d *ackDelayer) filter(frames [][]byte) [][]byte {
 		}
 		out = append(out, f)
 	}
+	if d.armed && d.held == 0 {
+		// Every held ACK went out with the reply it waited for, the
+		// common case in request/response: a timer left to fire would
+		// run a goroutine, and wake a thread, to find nothing to send.
+		d.timer.Stop()
+		d.armed = false
+		clear(d.heldBy)
+		d.heldBy = d.heldBy[:0]
+	}
 	return out
 }
 

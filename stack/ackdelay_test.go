@@ -92,20 +92,45 @@ func passer(t *testing.T, d *ackDelayer) func(name string, f []byte, want int) {
 	}
 }
 
+// delayerUnderTest is a delayer whose timer the test fires, the link that
+// records what it sends on its own, and its passer; closed at the end.
+func delayerUnderTest(t *testing.T) (*captureLink, *ackDelayer, *manualTimer, func(string, []byte, int)) {
+	link := &captureLink{}
+	d, timer := manualDelayer(link)
+	t.Cleanup(d.close)
+	return link, d, timer, passer(t, d)
+}
+
+// TestAckDelayTimerStays: with two flows holding an ACK and one of them
+// answered, the timer still sends the other's.
+func TestAckDelayTimerStays(t *testing.T) {
+	link, d, timer, pass := delayerUnderTest(t)
+	pass("flow 1's first ACK", ackFrame(1000), 1)
+	pass("flow 1 holds", ackFrame(1001), 0)
+	pass("flow 2's first ACK", ackFrame2(50), 1)
+	pass("flow 2 holds", ackFrame2(51), 0)
+	pass("flow 1's reply", buildSegment(segSpec{seq: 5000, ack: 1001, flags: header.TCPFlagAck | header.TCPFlagPsh, window: 100, tsval: 1, payload: []byte("y")}), 1)
+	if armed, _ := timer.fire(d); !armed || link.count() != 1 || string(link.frames[0]) != string(ackFrame2(51)) {
+		t.Fatalf("with one flow still holding: timer armed %v, %d sent", armed, link.count())
+	}
+}
+
 // TestAckDelay: a pure ACK that acknowledges little is held, and sent
 // after the delay unless the flow sends something else first; everything
 // else goes at once.
 func TestAckDelay(t *testing.T) {
-	link := &captureLink{}
-	d, timer := manualDelayer(link)
-	defer d.close()
-	pass := passer(t, d)
+	link, d, timer, pass := delayerUnderTest(t)
 	pass("a flow's first ACK", ackFrame(1000), 1)
 	pass("an ACK of one byte more", ackFrame(1001), 0)
-	// The reply carries the acknowledgement: the held ACK is dropped.
+	if after := timer.after; !timer.armed || after != ackDelay {
+		t.Fatalf("the delay's timer: armed %v for %v, want %v", timer.armed, after, ackDelay)
+	}
+	// The reply carries the acknowledgement: the held ACK is dropped,
+	// and with nothing else held the timer is stopped, not left to fire
+	// (a goroutine and a wake-up per round trip for nothing).
 	pass("the reply", buildSegment(segSpec{seq: 5000, ack: 1001, flags: header.TCPFlagAck | header.TCPFlagPsh, window: 100, tsval: 1, payload: []byte("x")}), 1)
-	if armed, after := timer.fire(d); !armed || after != ackDelay {
-		t.Fatalf("the delay's timer: armed %v for %v, want %v", armed, after, ackDelay)
+	if armed, _ := timer.fire(d); armed {
+		t.Fatal("the delay's timer still armed with nothing held")
 	}
 	if link.count() != 0 {
 		t.Fatalf("%d held ACKs sent after the reply carried them", link.count())

@@ -31,9 +31,9 @@ type linkEndpoint struct {
 	dispatcher gvstack.NetworkDispatcher
 	onClose    func()
 
-	batches sync.Pool // *frameBatch
-	runs    sync.Pool // *groRun
-	acks    *ackDelayer
+	runs sync.Pool // *groRun
+	out  *sender
+	acks *ackDelayer
 
 	// merged counts TCP segments received merged with others (gro.go).
 	merged Counter
@@ -50,9 +50,9 @@ type frameBatch struct {
 
 func newLinkEndpoint(link Link, mtu uint32, ethernet bool, mac tcpip.LinkAddress) *linkEndpoint {
 	e := &linkEndpoint{link: link, mtu: mtu, ethernet: ethernet, mac: mac}
-	e.batches.New = func() any { return &frameBatch{} }
 	e.runs.New = func() any { return &groRun{} }
-	e.acks = newAckDelayer(link, ethernet, mtu)
+	e.out = newSender(link)
+	e.acks = newAckDelayer(e.out, ethernet, mtu)
 	return e
 }
 
@@ -106,7 +106,7 @@ func (e *linkEndpoint) IsAttached() bool {
 	return e.dispatcher != nil
 }
 
-// Wait implements stack.LinkEndpoint: there are no goroutines to wait for.
+// Wait implements stack.LinkEndpoint: the sender's goroutine ends in Close.
 func (e *linkEndpoint) Wait() {}
 
 // ARPHardwareType implements stack.LinkEndpoint.
@@ -142,6 +142,7 @@ func (e *linkEndpoint) ParseHeader(pkt *gvstack.PacketBuffer) bool {
 // Close implements stack.LinkEndpoint.
 func (e *linkEndpoint) Close() {
 	e.acks.close()
+	e.out.close()
 	e.mu.Lock()
 	f := e.onClose
 	e.onClose = nil
@@ -160,9 +161,10 @@ func (e *linkEndpoint) SetOnCloseAction(f func()) {
 
 // WritePackets implements stack.LinkEndpoint: the whole list becomes one
 // batch for the tunnel, large TCP segments cut into frames on the way
-// (gso.go). The stack keeps its references to the packets.
+// (gso.go), sent on the caller's goroutine or queued behind a send under
+// way (sender.go). The stack keeps its references to the packets.
 func (e *linkEndpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
-	b := e.batches.Get().(*frameBatch)
+	b := e.out.get()
 	for _, pkt := range pkts.AsSlice() {
 		if pkt.GSOOptions.Type != gvstack.GSONone && pkt.GSOOptions.NeedsCsum {
 			b.segmentTCP(pkt)
@@ -170,18 +172,10 @@ func (e *linkEndpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.E
 		}
 		b.add(appendPacket(b.next(), pkt, 0, pkt.Size()))
 	}
-	frames := b.frames
 	if e.acks != nil {
-		frames = e.acks.filter(frames)
+		b.frames = e.acks.filter(b.frames)
 	}
-	var err error
-	if len(frames) > 0 {
-		_, err = e.link.SendFrames(frames)
-	}
-	clear(b.frames)
-	b.frames = b.frames[:0]
-	e.batches.Put(b)
-	if err != nil {
+	if err := e.out.send(b); err != nil {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
 	return pkts.Len(), nil

@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -67,12 +66,9 @@ func New(link Link, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	st.ep = newLinkEndpoint(link, uint32(cfg.MTU), cfg.Payload == Ethernet, tcpip.LinkAddress(cfg.MAC))
-	// The FIFO discipline queues the packets TCP writes one at a time and
-	// one dispatcher drains them in batches: a burst of segments becomes one
-	// WritePackets call, so one sendmmsg (with UDP GSO, one trip through the
-	// kernel) instead of one system call per segment.
-	qd := fifo.New(st.ep, 1, 1024)
-	if err := s.CreateNICWithOptions(nicID, st.ep, gvstack.NICOptions{Name: "geneve64", QDisc: qd}); err != nil {
+	// No queueing discipline: the link endpoint batches on its own,
+	// without a goroutine to hand each packet to (sender.go).
+	if err := s.CreateNICWithOptions(nicID, st.ep, gvstack.NICOptions{Name: "geneve64"}); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stack: creating NIC: %s", err)
 	}
@@ -149,6 +145,7 @@ func (st *Stack) Close() error {
 		}
 		st.s.Close()
 		st.s.Wait()
+		st.ep.Close() // the NIC stays, but nothing sends through it now
 		if st.egr != nil {
 			st.egr.wg.Wait()
 		}
@@ -178,6 +175,9 @@ type Stats struct {
 	// SegmentsMerged counts received TCP segments that reached the stack
 	// merged with their neighbours (receive coalescing).
 	SegmentsMerged uint64
+	// SendQueueDrops counts outgoing frames dropped because the queue
+	// behind a send under way was full (sender.go).
+	SendQueueDrops uint64
 	// TCPRetransmits, TCPTimeouts and TCPChecksumErrors are the netstack's
 	// own TCP counters: segments sent again, retransmission timeouts, and
 	// received segments dropped for a bad checksum.
@@ -192,6 +192,7 @@ type Stats struct {
 func (st *Stack) Stats() Stats {
 	tcp := st.s.Stats().TCP
 	s := Stats{FramesForOthers: st.ep.rxOther.Load(), BadFrames: st.ep.rxBad.Load(), SegmentsMerged: st.ep.merged.Load(),
+		SendQueueDrops: st.ep.out.dropped.Load(),
 		TCPRetransmits: tcp.Retransmits.Value(), TCPTimeouts: tcp.Timeouts.Value(), TCPChecksumErrors: tcp.ChecksumErrors.Value(),
 		IPMalformed: st.s.Stats().IP.MalformedPacketsReceived.Value(), TCPInvalid: tcp.InvalidSegmentsReceived.Value()}
 	if st.egr != nil {

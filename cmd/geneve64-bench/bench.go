@@ -29,6 +29,9 @@ type benchResult struct {
 	// latency, how many times as long; for a rate, what fraction.
 	VsSOCKS float64 `json:"ratio_to_microsocks,omitempty"`
 	Comment string  `json:"comment,omitempty"`
+	// Cost is set on the lines that say what a unit of work cost one
+	// process (costs.go).
+	Cost *unitCost `json:"cost,omitempty"`
 }
 
 type benchOpts struct {
@@ -111,9 +114,12 @@ func runBench(log io.Writer, o benchOpts) ([]benchResult, error) {
 	// The baseline: kernel TCP over loopback, same sink, same load.
 	kernel1, note := bulk(snk.dial, 1, sinkUpload, o.duration, snk)
 	add(benchResult{Name: "kernel loopback TCP, 1 stream", Value: kernel1, Unit: "Gbit/s", Comment: note})
-	kp50, kp99 := pingPong(snk.dial, o.duration)
+	kp50, kp99, _ := pingPong(snk.dial, o.duration, nil)
 	add(benchResult{Name: "kernel loopback TCP ping-pong p50", Value: us(kp50), Unit: "µs"})
 	add(benchResult{Name: "kernel loopback TCP ping-pong p99", Value: us(kp99), Unit: "µs"})
+	if o.want("latency") {
+		addAll(add, costResults("per round trip, kernel loopback", pingPongCosts(snk.dial, o.duration, self)))
+	}
 	// The baseline a user would pick instead of a tunnel.
 	ms, err := microsocksFigures(snk, o, add)
 	if err != nil {
@@ -182,6 +188,9 @@ func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float
 			for _, dir := range []byte{sinkUpload, sinkDownload} {
 				g, note := bulk(socksDial, n, dir, o.duration, snk)
 				add(benchResult{Name: fmt.Sprintf("SOCKS5, %d stream(s) %s, %s", n, dirName(dir), mtu.name), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
+				if n == 1 && mtu.mtu == 0 {
+					addAll(add, costResults("per MiB, 1 stream "+dirName(dir)+", tunnel", bulkCosts(socksDial, dir, o.duration, snk, bp.costProcs(nearName, farName)...)))
+				}
 			}
 		}
 		if o.want("bulk") {
@@ -191,11 +200,12 @@ func bulkAndLatency(snk *sink, o benchOpts, add func(benchResult), kernel1 float
 			add(benchResult{Name: "forward, 1 stream down, " + mtu.name, Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
 		}
 		if mtu.mtu == 0 && o.want("latency") {
-			p50, p99 := pingPong(socksDial, o.duration)
+			p50, p99, _ := pingPong(socksDial, o.duration, nil)
 			add(benchResult{Name: "SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs", VsSOCKS: ms.ratio(us(p50), us(ms.get().p50))})
 			add(benchResult{Name: "SOCKS5 1-byte ping-pong p99", Value: us(p99), Unit: "µs", VsSOCKS: ms.ratio(us(p99), us(ms.get().p99))})
+			addAll(add, costResults("per round trip, tunnel", pingPongCosts(socksDial, o.duration, bp.costProcs(nearName, farName)...)))
 			restore, pinned := pinAll(bp.near.Process.Pid, bp.far.Process.Pid)
-			p50, p99 = pingPong(socksDial, o.duration)
+			p50, p99, _ = pingPong(socksDial, o.duration, nil)
 			restore()
 			add(benchResult{Name: "SOCKS5 1-byte ping-pong p50, pinned", Value: us(p50), Unit: "µs", Comment: pinned})
 			add(benchResult{Name: "SOCKS5 1-byte ping-pong p99, pinned", Value: us(p99), Unit: "µs", Comment: pinned})
@@ -224,9 +234,22 @@ func keyFigures(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) 
 		g, note := bulk(socksDial, 1, dir, o.duration, snk)
 		add(benchResult{Name: fmt.Sprintf("with --key: SOCKS5, 1 stream %s, inner MTU 1370", dirName(dir)), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
 	}
-	p50, _ := pingPong(socksDial, o.duration)
+	p50, _, _ := pingPong(socksDial, o.duration, nil)
 	add(benchResult{Name: "with --key: SOCKS5 1-byte ping-pong p50", Value: us(p50), Unit: "µs"})
 	return nil
+}
+
+// The tunnel's processes in the cost lines.
+const (
+	nearName = "near end (SOCKS5, netstack)"
+	farName  = "far end (netstack, egress)"
+)
+
+// addAll adds each of res.
+func addAll(add func(benchResult), res []benchResult) {
+	for _, r := range res {
+		add(r)
+	}
 }
 
 func dirName(d byte) string {
@@ -268,26 +291,24 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 	// loopback TCP, with this process doing the work of both ends.
 	kernelRate, failed := connRate(snk.dial, o.duration, 0)
 	add(benchResult{Name: "kernel loopback TCP connections (connect, first byte, close)", Value: kernelRate, Unit: "conn/s", Comment: rateComment(failed)})
-	time.Sleep(1500 * time.Millisecond)
+	addAll(add, costResults("per connection, kernel loopback", connRateCosts(snk.dial, o.duration, self)))
+	time.Sleep(timeWait)
 	// The second baseline: the same front-end and relays with no tunnel
 	// between them (see bench_relay.go).
 	rp, err := startRelayPair(snk.port())
 	if err != nil {
 		return err
 	}
-	relayRate, failed, relayCPU := connRateCPU(rp, o.duration)
-	rp.stop()
+	relayRate, failed := connRate(rp.dialSOCKS, o.duration, 0)
 	add(benchResult{Name: "plain relays, no tunnel: connections (CONNECT, first byte, close)", Value: relayRate, Unit: "conn/s", OfPct: 100 * relayRate / kernelRate, Comment: rateComment(failed)})
-	time.Sleep(1500 * time.Millisecond)
-	rate, failed, cpu := connRateCPU(bp, o.duration)
+	addAll(add, costResults("per connection, plain relays", connRateCosts(rp.dialSOCKS, o.duration, rp.costProcs("SOCKS5 front-end", "relay")...)))
+	rp.stop()
+	time.Sleep(timeWait)
+	rate, failed = connRate(bp.dialSOCKS, o.duration, 0)
 	add(benchResult{Name: "SOCKS5 connections (CONNECT, first byte, close)", Value: rate, Unit: "conn/s", OfPct: 100 * rate / kernelRate,
 		VsSOCKS: ms.ratio(rate, ms.get().connRate),
 		Comment: fmt.Sprintf("%.0f%% of plain relays; %s", 100*rate/relayRate, rateComment(failed))})
-	for i, name := range []string{"near end", "far end", "clients and sink (this process)"} {
-		if cpu[i] > 0 {
-			add(benchResult{Name: "CPU per connection, " + name, Value: cpu[i], Unit: "µs", Comment: fmt.Sprintf("plain relays: %.1f µs", relayCPU[i])})
-		}
-	}
+	addAll(add, costResults("per connection, tunnel", connRateCosts(bp.dialSOCKS, o.duration, bp.costProcs(nearName, farName)...)))
 	if o.churn > 0 {
 		rate, failed := connRate(dial, 0, o.churn)
 		add(benchResult{Name: fmt.Sprintf("SOCKS5 churn: %d connections back to back", o.churn), Value: rate, Unit: "conn/s", Comment: fmt.Sprintf("%d failed", failed)})
@@ -307,6 +328,24 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 // note naming the streams that could not be opened or broke off early
 // (empty when none did): fewer streams would move fewer bytes unseen.
 func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.Duration, snk *sink) (float64, string) {
+	return bulkMeasured(dial, n, dir, d, snk, nil)
+}
+
+// bulkCosts measures what each of procs spends per MiB moved by one
+// stream in direction dir, in a run of d.
+func bulkCosts(dial func(context.Context) (net.Conn, error), dir byte, d time.Duration, snk *sink, procs ...costProc) []unitCost {
+	var costs []unitCost
+	bulkMeasured(dial, 1, dir, d, snk, func() func(int64) {
+		m := startCosts(procs...)
+		return func(bytes int64) { costs = m.stop(float64(bytes) / (1 << 20)) }
+	})
+	return costs
+}
+
+// bulkMeasured is bulk; when measure is set, it is called once the
+// streams are open, and the function it returns once they are done, with
+// the bytes moved.
+func bulkMeasured(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.Duration, snk *sink, measure func() func(bytes int64)) (float64, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+10*time.Second)
 	defer cancel()
 	var down, failed atomic.Int64
@@ -327,6 +366,10 @@ func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.
 		}
 		c.Write([]byte{dir})
 		conns = append(conns, c)
+	}
+	var done func(int64)
+	if measure != nil {
+		done = measure()
 	}
 	before := snk.received.Load()
 	begin := time.Now()
@@ -366,6 +409,9 @@ func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.
 	if dir == sinkUpload {
 		bytes = snk.received.Load() - before
 	}
+	if done != nil {
+		done(bytes)
+	}
 	var note string
 	if f := failed.Load(); f > 0 {
 		note = fmt.Sprintf("%d of %d streams failed: %v", f, n, firstErr.Load())
@@ -374,11 +420,14 @@ func bulk(dial func(context.Context) (net.Conn, error), n int, dir byte, d time.
 }
 
 // pingPong measures 1-byte round trips over one connection for d, after
-// 100 uncounted warm-up rounds.
-func pingPong(dial func(context.Context) (net.Conn, error), d time.Duration) (p50, p99 time.Duration) {
+// 100 uncounted warm-up rounds. When measure is set, it is called once the
+// warm-up is done, and the function it returns once the counted rounds
+// are, with their number: a measurement of the round trips alone, not of
+// the connection's opening and closing.
+func pingPong(dial func(context.Context) (net.Conn, error), d time.Duration, measure func() func(rounds int)) (p50, p99 time.Duration, rounds int) {
 	c, err := dial(context.Background())
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	defer c.Close()
 	c.Write([]byte{sinkPingPong})
@@ -398,8 +447,12 @@ func pingPong(dial func(context.Context) (net.Conn, error), d time.Duration) (p5
 	}
 	for range 100 {
 		if _, ok := round(); !ok {
-			return 0, 0
+			return 0, 0, 0
 		}
+	}
+	var done func(int)
+	if measure != nil {
+		done = measure()
 	}
 	var lat []time.Duration
 	for end := time.Now().Add(d); time.Now().Before(end); {
@@ -409,11 +462,60 @@ func pingPong(dial func(context.Context) (net.Conn, error), d time.Duration) (p5
 		}
 		lat = append(lat, rt)
 	}
+	if done != nil {
+		done(len(lat))
+	}
 	if len(lat) == 0 {
-		return 0, 0
+		return 0, 0, 0
 	}
 	slices.Sort(lat)
-	return lat[len(lat)/2], lat[len(lat)*99/100]
+	return lat[len(lat)/2], lat[len(lat)*99/100], len(lat)
+}
+
+// The cost lines are measured in a pass of their own after the figure's:
+// perf's counting of system calls slows every system call on the machine
+// (by a fifth of the connection rate here), which the figures must not
+// carry.
+
+// pingPongCosts measures what each of procs spends per round trip, in a
+// ping-pong of d.
+func pingPongCosts(dial func(context.Context) (net.Conn, error), d time.Duration, procs ...costProc) []unitCost {
+	var costs []unitCost
+	pingPong(dial, d, func() func(int) {
+		m := startCosts(procs...)
+		return func(n int) { costs = m.stop(float64(n)) }
+	})
+	return costs
+}
+
+// connRateCosts measures what each of procs spends per connection, in a
+// connection-rate run of d.
+func connRateCosts(dial func(context.Context) (net.Conn, error), d time.Duration, procs ...costProc) []unitCost {
+	time.Sleep(timeWait) // the figure's connections leave TIME-WAIT first
+	m := startCosts(procs...)
+	begin := time.Now()
+	rate, _ := connRate(dial, d, 0)
+	return m.stop(rate * time.Since(begin).Seconds())
+}
+
+// timeWait is how long the bench waits for closed connections to leave
+// TIME-WAIT (1 s in the endpoints' netstacks) before the next rate run.
+const timeWait = 1500 * time.Millisecond
+
+// self is this process in the cost lines: the clients and the sink.
+var self = costProc{name: "clients and sink (this process)", pid: os.Getpid(), self: true}
+
+// costProcs names bp's child processes for the cost lines, this process
+// last.
+func (bp *benchPair) costProcs(nearName, farName string) []costProc {
+	var procs []costProc
+	if bp.near != nil {
+		procs = append(procs, costProc{name: nearName, pid: bp.near.Process.Pid, metrics: bp.metrics[0]})
+	}
+	if bp.far != nil {
+		procs = append(procs, costProc{name: farName, pid: bp.far.Process.Pid, metrics: bp.metrics[1]})
+	}
+	return append(procs, self)
 }
 
 // connRate has connWorkers clients open a connection, exchange a byte and
@@ -458,27 +560,6 @@ func connRate(dial func(context.Context) (net.Conn, error), d time.Duration, tot
 	}
 	wg.Wait()
 	return float64(done.Load()) / time.Since(begin).Seconds(), int(failed.Load())
-}
-
-// connRateCPU measures the connection rate through bp's SOCKS5 front-end
-// and what each process spends per connection, in µs: near, far, and this
-// one (the clients and the sink), which share the machine's cores, so
-// this says where a CPU-bound rate goes. A figure /proc cannot give is 0.
-func connRateCPU(bp *benchPair, d time.Duration) (rate float64, failed int, cpu [3]float64) {
-	pids := [3]int{bp.near.Process.Pid, bp.far.Process.Pid, os.Getpid()}
-	var cpu0 [3]time.Duration
-	for i, pid := range pids {
-		cpu0[i] = procstat.CPUTime(pid)
-	}
-	begin := time.Now()
-	rate, failed = connRate(bp.dialSOCKS, d, 0)
-	conns := rate * time.Since(begin).Seconds()
-	for i, pid := range pids {
-		if used := procstat.CPUTime(pid) - cpu0[i]; cpu0[i] >= 0 && conns > 0 {
-			cpu[i] = us(used) / conns
-		}
-	}
-	return rate, failed, cpu
 }
 
 // rateComment says how a rate was measured and how many connections

@@ -76,14 +76,18 @@ func microsocksFigures(snk *sink, o benchOpts, add func(benchResult)) (*plainSOC
 	}
 	defer bp.stop()
 	var p plainSOCKS
-	p.p50, p.p99 = pingPong(bp.dialSOCKS, o.duration)
+	p.p50, p.p99, _ = pingPong(bp.dialSOCKS, o.duration, nil)
 	add(benchResult{Name: "microsocks (no tunnel): SOCKS5 1-byte ping-pong p50", Value: us(p.p50), Unit: "µs"})
 	add(benchResult{Name: "microsocks (no tunnel): SOCKS5 1-byte ping-pong p99", Value: us(p.p99), Unit: "µs"})
+	if o.want("latency") {
+		addAll(add, costResults("per round trip, microsocks", pingPongCosts(bp.dialSOCKS, o.duration, bp.costProcs("microsocks", "")...)))
+	}
 	if o.want("conn") {
 		var failed int
 		p.connRate, failed = connRate(bp.dialSOCKS, o.duration, 0)
 		add(benchResult{Name: "microsocks (no tunnel): connections (CONNECT, first byte, close)", Value: p.connRate, Unit: "conn/s", Comment: rateComment(failed)})
-		time.Sleep(1500 * time.Millisecond) // their TIME-WAIT ends
+		addAll(add, costResults("per connection, microsocks", connRateCosts(bp.dialSOCKS, o.duration, bp.costProcs("microsocks", "")...)))
+		time.Sleep(timeWait)
 	}
 	return &p, nil
 }

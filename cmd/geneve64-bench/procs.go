@@ -20,9 +20,10 @@ import (
 // each a child process running the binary under test, on loopback UDP.
 type benchPair struct {
 	near, far *exec.Cmd
-	socks     string // the near end's SOCKS5 address
-	forward   string // the near end's forward to the sink, if any
-	target    string // where SOCKS5 clients CONNECT to reach the sink
+	socks     string    // the near end's SOCKS5 address
+	forward   string    // the near end's forward to the sink, if any
+	target    string    // where SOCKS5 clients CONNECT to reach the sink
+	metrics   [2]string // near's and far's metrics addresses, when they serve them
 }
 
 func freePort(network string) (int, error) {
@@ -54,7 +55,8 @@ func startBenchPair(exe string, sinkPort, mtu int, extra ...string) (*benchPair,
 	if err != nil {
 		return nil, err
 	}
-	common := []string{"--log-format", "json", "--log-level", "info"}
+	// Metrics for the goroutine counts of the cost lines (costs.go).
+	common := []string{"--log-format", "json", "--log-level", "info", "--metrics", "127.0.0.1:0"}
 	if mtu > 0 {
 		common = append(common, "--mtu", strconv.Itoa(mtu))
 	}
@@ -64,9 +66,11 @@ func startBenchPair(exe string, sinkPort, mtu int, extra ...string) (*benchPair,
 	near := exec.Command(exe, append([]string{"client", "42", fmt.Sprintf("[::1]:%d", p2), fmt.Sprintf("[::1]:%d", p1), "::1",
 		"--addr", "10.42.0.2/24", "--socks", "127.0.0.1:0", "--forward", fmt.Sprintf("127.0.0.1:0=10.42.0.1:%d", sinkPort)}, common...)...)
 	bp := &benchPair{near: near, far: far, target: net.JoinHostPort("10.42.0.1", strconv.Itoa(sinkPort))}
-	if _, err := startReady(far); err != nil {
+	rf, err := startReady(far)
+	if err != nil {
 		return nil, err
 	}
+	bp.metrics[1] = rf.Metrics
 	r, err := startReady(near)
 	if err != nil {
 		bp.stop()
@@ -76,7 +80,7 @@ func startBenchPair(exe string, sinkPort, mtu int, extra ...string) (*benchPair,
 		bp.stop()
 		return nil, fmt.Errorf("bench: the near end reported %+v, want a SOCKS5 address and one forward", r)
 	}
-	bp.socks, bp.forward = r.SOCKS, r.Forwards[0]
+	bp.socks, bp.forward, bp.metrics[0] = r.SOCKS, r.Forwards[0], r.Metrics
 	// Ready when a connection through the tunnel reaches the sink.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -106,6 +110,7 @@ type readyReport struct {
 	Outer    string   `json:"outer"`
 	SOCKS    string   `json:"socks"`
 	Forwards []string `json:"forwards"`
+	Metrics  string   `json:"metrics"`
 }
 
 // startReady starts cmd with a pipe as descriptor 3, passed as

@@ -140,6 +140,7 @@ func relayBulk(snk *sink, o benchOpts, add func(benchResult), kernel1 float64) e
 	for _, dir := range []byte{sinkUpload, sinkDownload} {
 		g, note := bulk(rp.dialSOCKS, 1, dir, o.duration, snk)
 		add(benchResult{Name: "plain relays, no tunnel: SOCKS5, 1 stream " + dirName(dir), Value: g, Unit: "Gbit/s", OfPct: 100 * g / kernel1, Comment: note})
+		addAll(add, costResults("per MiB, 1 stream "+dirName(dir)+", plain relays", bulkCosts(rp.dialSOCKS, dir, o.duration, snk, rp.costProcs("SOCKS5 front-end", "relay")...)))
 	}
 	return nil
 }

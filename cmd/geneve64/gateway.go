@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"geneve64/nat64"
@@ -57,7 +56,8 @@ The IPv6 side is a TUN device that policy routing feeds: "geneve64 gateway setup
 			defer g.Close()
 			if metrics != "" {
 				reg := prometheus.NewRegistry()
-				reg.MustRegister(gatewayCollector{g}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				reg.MustRegister(gatewayCollector{g})
+				registerRuntime(reg)
 				ln, err := listenMetrics(metrics)
 				if err != nil {
 					return err

@@ -24,9 +24,9 @@ import (
 type nodeCollector struct {
 	n *node.Node
 
-	frames, bytes, drops, oam, forwarded, pathChanges    *prometheus.Desc
-	peers, rtt, lastSeen, flows, socksActive, socksTotal *prometheus.Desc
-	merged, egressRefused, deviceOversize                *prometheus.Desc
+	frames, bytes, drops, oam, forwarded, pathChanges     *prometheus.Desc
+	peers, rtt, lastSeen, flows, socksActive, socksTotal  *prometheus.Desc
+	merged, egressRefused, deviceOversize, sendQueueDrops *prometheus.Desc
 }
 
 func newNodeCollector(n *node.Node) *nodeCollector {
@@ -48,6 +48,7 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 		socksActive:    d("socks_connections", "SOCKS5 client connections open now."),
 		socksTotal:     d("socks_connections_total", "SOCKS5 client connections accepted."),
 		merged:         d("tcp_segments_merged_total", "Received TCP segments that reached the netstack merged with others."),
+		sendQueueDrops: d("send_queue_drops_total", "Frames the netstack sent that were dropped because the queue behind a send under way was full."),
 		deviceOversize: d("device_oversize_frames_total", "Frames dropped on their way to or from the --tap/--tun device for being larger than the inner MTU allows."),
 		egressRefused:  d("egress_refused_total", "Egress TCP flows and UDP datagrams refused, by reason: a TCP flow is reset, a UDP datagram answered ICMP port unreachable.", "reason"),
 	}
@@ -55,7 +56,7 @@ func newNodeCollector(n *node.Node) *nodeCollector {
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.frames, c.bytes, c.drops, c.oam, c.forwarded, c.pathChanges,
-		c.peers, c.rtt, c.lastSeen, c.flows, c.socksActive, c.socksTotal, c.merged, c.egressRefused, c.deviceOversize} {
+		c.peers, c.rtt, c.lastSeen, c.flows, c.socksActive, c.socksTotal, c.merged, c.egressRefused, c.deviceOversize, c.sendQueueDrops} {
 		ch <- d
 	}
 }
@@ -96,6 +97,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.flows, float64(st.TCPFlows), "tcp")
 		gauge(c.flows, float64(st.UDPFlows), "udp")
 		counter(c.merged, st.SegmentsMerged)
+		counter(c.sendQueueDrops, st.SendQueueDrops)
 		for _, r := range stack.EgressRefusals() {
 			counter(c.egressRefused, c.n.Stack.EgressRefused(r), r.String())
 		}
@@ -156,12 +158,22 @@ func denyListener(ln net.Listener) []stack.EgressRule {
 // within healthy, else 503) and /debug/tcp on ln.
 func startMetrics(ln net.Listener, n *node.Node, healthy time.Duration, log *slog.Logger) *metricsServer {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newNodeCollector(n), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(newNodeCollector(n))
+	registerRuntime(reg)
 	var tcpConns func() []stack.TCPConnInfo
 	if n.Stack != nil {
 		tcpConns = n.Stack.TCPConns
 	}
 	return serveMetrics(ln, reg, func() bool { return n.Healthy(healthy) }, tcpConns, log)
+}
+
+// registerRuntime adds the process's and the Go runtime's own series,
+// the scheduler's among them: how many goroutines ran and how long a
+// readied one waited for a thread (go_sched_latencies_seconds) is what a
+// packet's wake-ups cost, which the bench and operators both read.
+func registerRuntime(reg *prometheus.Registry) {
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
 // serveMetrics serves reg, the health check and, when tcpConns is set, the

@@ -1,5 +1,5 @@
 // Package procstat reads what Linux's /proc says of a process: its CPU
-// time and resident memory. The bench and the end-to-end tests both
+// time, context switches and resident memory. The bench and the end-to-end tests both
 // measure processes they started (the endpoints, the gateway, TAYGA), and
 // this is the one place that knows the files' formats.
 package procstat
@@ -19,23 +19,11 @@ func CPUTime(pid int) time.Duration {
 	if err != nil {
 		return -1
 	}
-	// The command name, in parentheses, may hold spaces: count fields
-	// after its closing one. utime and stime are fields 14 and 15.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
+	user, sys, err := parseStatTimes(b)
+	if err != nil {
 		return -1
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return -1
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return -1
-	}
-	// Linux reports clock ticks of 1/100 s (USER_HZ) to user space.
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return user + sys
 }
 
 // RSS is process pid's resident set size in bytes ("self" for this

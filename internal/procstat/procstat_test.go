@@ -26,3 +26,32 @@ func TestSelf(t *testing.T) {
 		t.Fatal("a process that does not exist")
 	}
 }
+
+// TestUsageCountsSleeps: a thread that sleeps and is woken gives up its
+// CPU voluntarily, and ReadUsage counts it among the process's threads.
+func TestUsageCountsSleeps(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc is Linux's")
+	}
+	before, err := ReadUsage(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		time.Sleep(time.Millisecond)
+	}
+	d, err := ReadUsage(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = d.Sub(before)
+	if d.Voluntary < 20 || d.User < 0 || d.System < 0 {
+		t.Errorf("20 sleeps gave %+v", d)
+	}
+	if _, err := ReadUsage(1 << 30); err == nil {
+		t.Error("a process that does not exist: no error")
+	}
+	if _, _, err := parseStatTimes([]byte("12 (a b) S 1 2")); err == nil {
+		t.Error("a short stat line: no error")
+	}
+}
