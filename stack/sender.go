@@ -55,20 +55,23 @@ type sender struct {
 	wake    chan struct{} // the draining goroutine has work (capacity 1)
 	done    chan struct{} // closed when the draining goroutine returns
 	dropped Counter
-	// free keeps sent batches, with their buffers, for the next writes.
-	// A sync.Pool would not do: the goroutine that drains puts batches
-	// in its own processor's slot, which a writer on another cannot take,
-	// and every write would allocate a batch and its buffers anew.
-	free []*frameBatch
+	// free keeps a few sent batches, with their buffers, for the next
+	// writes; more go to spill, which the garbage collector may empty. A
+	// sync.Pool alone would not do: the goroutine that drains puts
+	// batches in its own processor's slot, which a writer on another
+	// cannot take, and every write would allocate a batch anew.
+	free  []*frameBatch
+	spill sync.Pool
 
 	// Used only by the draining goroutine.
 	spare []*frameBatch
 	all   [][]byte
 }
 
-// maxFree bounds the batches kept for reuse: more than are ever in
-// flight at once.
-const maxFree = 256
+// maxFree bounds the batches kept for reuse beyond the garbage
+// collector's reach: as many as a quiet link has in flight, and a small
+// part of a busy one's queue (a batch of a large segment holds 64 KiB).
+const maxFree = 16
 
 func newSender(link Link) *sender {
 	s := &sender{link: link, now: time.Now, wake: make(chan struct{}, 1), done: make(chan struct{})}
@@ -196,6 +199,9 @@ func (s *sender) get() *frameBatch {
 		s.free = s.free[:n-1]
 		return b
 	}
+	if b, ok := s.spill.Get().(*frameBatch); ok {
+		return b
+	}
 	return &frameBatch{}
 }
 
@@ -206,8 +212,12 @@ func (s *sender) release(b *frameBatch) {
 	s.mu.Lock()
 	if len(s.free) < maxFree {
 		s.free = append(s.free, b)
+		b = nil
 	}
 	s.mu.Unlock()
+	if b != nil {
+		s.spill.Put(b)
+	}
 }
 
 // SendFrames implements Link for the ACK delayer's held ACKs: it copies

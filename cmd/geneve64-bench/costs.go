@@ -49,6 +49,8 @@ type unitCost struct {
 	GoRuns      float64 `json:"goroutine_runs"`
 	GoCreated   float64 `json:"goroutines_created"`
 	GoRunWaitUS float64 `json:"goroutine_run_wait_us"`
+	Allocs      float64 `json:"heap_allocations"`
+	AllocBytes  float64 `json:"heap_allocated_bytes"`
 }
 
 // goSample is a Go process's scheduler counters.
@@ -57,6 +59,8 @@ type goSample struct {
 	waitSum float64 // seconds those spent runnable before they ran
 	waitOK  bool    // waitSum is known (a child's page has it; runtime/metrics keeps no sum)
 	created float64
+	allocs  float64 // heap allocations so far
+	bytes   float64 // heap bytes allocated so far
 	ok      bool
 }
 
@@ -95,7 +99,7 @@ func startCosts(procs ...costProc) *costMeter {
 func (m *costMeter) stop(units float64) []unitCost {
 	var out []unitCost
 	for i, p := range m.procs {
-		c := unitCost{Proc: p.name, Syscalls: -1, Migrations: -1, GoRuns: -1, GoCreated: -1, GoRunWaitUS: -1}
+		c := unitCost{Proc: p.name, Syscalls: -1, Migrations: -1, GoRuns: -1, GoCreated: -1, GoRunWaitUS: -1, Allocs: -1, AllocBytes: -1}
 		u, err := procstat.ReadUsage(p.pid)
 		syscalls, switches, migrations, perfOK := m.perf[i].stop()
 		if err != nil || units <= 0 {
@@ -116,6 +120,7 @@ func (m *costMeter) stop(units float64) []unitCost {
 			runs := g1.runs - g0.runs
 			c.GoRuns = goTrackingPeriod * runs / units
 			c.GoCreated = (g1.created - g0.created) / units
+			c.Allocs, c.AllocBytes = (g1.allocs-g0.allocs)/units, (g1.bytes-g0.bytes)/units
 			if runs > 0 && g0.waitOK && g1.waitOK {
 				c.GoRunWaitUS = (g1.waitSum - g0.waitSum) / runs * 1e6
 			}
@@ -135,7 +140,8 @@ const goTrackingPeriod = 8
 func (p costProc) goSample() goSample {
 	switch {
 	case p.self:
-		s := []metrics.Sample{{Name: "/sched/latencies:seconds"}, {Name: "/sched/goroutines-created:goroutines"}}
+		s := []metrics.Sample{{Name: "/sched/latencies:seconds"}, {Name: "/sched/goroutines-created:goroutines"},
+			{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}}
 		metrics.Read(s)
 		var g goSample
 		if s[0].Value.Kind() == metrics.KindFloat64Histogram {
@@ -147,6 +153,9 @@ func (p costProc) goSample() goSample {
 		}
 		if s[1].Value.Kind() == metrics.KindUint64 {
 			g.created = float64(s[1].Value.Uint64())
+		}
+		if s[2].Value.Kind() == metrics.KindUint64 && s[3].Value.Kind() == metrics.KindUint64 {
+			g.allocs, g.bytes = float64(s[2].Value.Uint64()), float64(s[3].Value.Uint64())
 		}
 		return g
 	case p.metrics != "":
@@ -183,6 +192,10 @@ func scrapeGoSample(url string) goSample {
 			g.waitSum, have = v, have+1
 		case "go_sched_goroutines_created_goroutines_total":
 			g.created = v
+		case "go_memstats_mallocs_total":
+			g.allocs = v
+		case "go_memstats_alloc_bytes_total":
+			g.bytes = v
 		}
 	}
 	g.ok, g.waitOK = have == 2, have == 2
@@ -280,6 +293,7 @@ func costResults(what string, costs []unitCost) []benchResult {
 			if c.GoCreated > 0 {
 				parts = append(parts, fmt.Sprintf("%.2f goroutines created", c.GoCreated))
 			}
+			parts = append(parts, fmt.Sprintf("%.1f heap allocations (%.0f bytes)", c.Allocs, c.AllocBytes))
 		}
 		cc := c
 		res = append(res, benchResult{Name: fmt.Sprintf("%s, %s", what, c.Proc), Value: c.UserUS + c.SysUS, Unit: "µs CPU",
