@@ -166,20 +166,53 @@ func (e *linkEndpoint) SetOnCloseAction(f func()) {
 func (e *linkEndpoint) WritePackets(pkts gvstack.PacketBufferList) (int, tcpip.Error) {
 	b := e.out.get()
 	for _, pkt := range pkts.AsSlice() {
-		if pkt.GSOOptions.Type != gvstack.GSONone && pkt.GSOOptions.NeedsCsum {
-			b.segmentTCP(pkt)
-			continue
-		}
-		b.add(appendPacket(b.next(), pkt, 0, pkt.Size()))
+		b.addPacket(pkt)
 	}
+	if err := e.send(b); err != nil {
+		return 0, err
+	}
+	return pkts.Len(), nil
+}
+
+// writeOne is WritePackets for one packet, without a list.
+func (e *linkEndpoint) writeOne(pkt *gvstack.PacketBuffer) tcpip.Error {
+	b := e.out.get()
+	b.addPacket(pkt)
+	return e.send(b)
+}
+
+// send hands a batch, held ACKs taken out, to the sender.
+func (e *linkEndpoint) send(b *frameBatch) tcpip.Error {
 	if e.acks != nil {
 		b.frames = e.acks.filter(b.frames)
 	}
 	if err := e.out.send(b); err != nil {
-		return 0, &tcpip.ErrClosedForSend{}
+		return &tcpip.ErrClosedForSend{}
 	}
-	return pkts.Len(), nil
+	return nil
 }
+
+// addPacket adds pkt to the batch: one frame, or the frames a large TCP
+// segment is cut into.
+func (b *frameBatch) addPacket(pkt *gvstack.PacketBuffer) {
+	if pkt.GSOOptions.Type != gvstack.GSONone && pkt.GSOOptions.NeedsCsum {
+		b.segmentTCP(pkt)
+		return
+	}
+	b.add(appendPacket(b.next(), pkt, 0, pkt.Size()))
+}
+
+// directQDisc is the NIC's queueing discipline: none. gVisor's stand-in
+// for a NIC without one wraps every packet in a list of its own, an
+// allocation per packet; this hands the packet straight to the endpoint,
+// which batches as it can (sender.go).
+type directQDisc struct{ e *linkEndpoint }
+
+// WritePacket implements stack.QueueingDiscipline.
+func (q directQDisc) WritePacket(pkt *gvstack.PacketBuffer) tcpip.Error { return q.e.writeOne(pkt) }
+
+// Close implements stack.QueueingDiscipline: there is nothing queued.
+func (directQDisc) Close() {}
 
 // next returns an empty buffer for the batch's next frame, reused from an
 // earlier batch when there is one.

@@ -68,7 +68,7 @@ func New(link Link, cfg Config) (*Stack, error) {
 	st.ep = newLinkEndpoint(link, uint32(cfg.MTU), cfg.Payload == Ethernet, tcpip.LinkAddress(cfg.MAC))
 	// No queueing discipline: the link endpoint batches on its own,
 	// without a goroutine to hand each packet to (sender.go).
-	if err := s.CreateNICWithOptions(nicID, st.ep, gvstack.NICOptions{Name: "geneve64"}); err != nil {
+	if err := s.CreateNICWithOptions(nicID, st.ep, gvstack.NICOptions{Name: "geneve64", QDisc: directQDisc{st.ep}}); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stack: creating NIC: %s", err)
 	}

@@ -135,24 +135,33 @@ func ctx(t testing.TB) context.Context {
 	return c
 }
 
-// tcpRoundTrip: a listener on one stack, a dial from the other, data each
-// way and a half-close.
-func tcpRoundTrip(t *testing.T, from, to *Stack, addr string) {
+// serveOne listens on st at addr until the test ends, and serves the
+// first connection with serve, closing it after.
+func serveOne(t *testing.T, st *Stack, addr string, serve func(net.Conn)) {
 	t.Helper()
-	ln, err := to.Listen("tcp", addr)
+	ln, err := st.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
+		serve(c)
+	}()
+}
+
+// tcpRoundTrip: a listener on one stack, a dial from the other, data each
+// way and a half-close.
+func tcpRoundTrip(t *testing.T, from, to *Stack, addr string) {
+	t.Helper()
+	serveOne(t, to, addr, func(c net.Conn) {
 		b, _ := io.ReadAll(c) // until the client's half-close
 		c.Write(append([]byte("echo:"), b...))
-	}()
+	})
 	c, err := from.DialContext(ctx(t), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)

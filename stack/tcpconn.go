@@ -1,9 +1,12 @@
 package stack
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -14,22 +17,40 @@ import (
 // TCPConn is a TCP connection inside the tunnel: a gonet.TCPConn that can
 // also read without waiting, and wait for data without a buffer. Relays use
 // that to hold no buffer on an idle connection (see package relay).
+//
+// TryRead, WaitReadable and Write allocate nothing: gonet's Write, and the
+// obvious way to read and wait, each put a reader, a writer or a waiter
+// entry on the heap per call, eight allocations per round trip of a relay.
 type TCPConn struct {
 	*gonet.TCPConn
 	ep tcpip.Endpoint
 	wq *waiter.Queue
+
+	// The reading side: one reader at a time (a relay's goroutine).
+	rw        tcpip.SliceWriter
+	readEntry waiter.Entry
+	readable  chan struct{}
+
+	wmu sync.Mutex // guards wr, for writers at once
+	wr  bytes.Reader
+	// deadline is set once a write deadline has been set: writes then go
+	// through gonet, which keeps it.
+	deadline atomic.Bool
 }
 
 func newTCPConn(wq *waiter.Queue, ep tcpip.Endpoint) *TCPConn {
-	return &TCPConn{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq}
+	c := &TCPConn{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep, wq: wq}
+	c.readEntry, c.readable = waiter.NewChannelEntry(waiter.ReadableEvents)
+	return c
 }
 
 // TryRead reads what has arrived without waiting for more. It returns 0
 // and a nil error when nothing has, and io.EOF once the peer has closed
-// its side and everything was read.
+// its side and everything was read. One goroutine reads at a time.
 func (c *TCPConn) TryRead(b []byte) (int, error) {
-	w := tcpip.SliceWriter(b)
-	res, err := c.ep.Read(&w, tcpip.ReadOptions{})
+	c.rw = tcpip.SliceWriter(b)
+	res, err := c.ep.Read(&c.rw, tcpip.ReadOptions{})
+	c.rw = nil
 	switch err.(type) {
 	case nil:
 		// As gonet's Read does: what the application reads drives the
@@ -52,17 +73,51 @@ func (c *TCPConn) Readable() bool {
 }
 
 // WaitReadable returns once a read would not wait (see Readable). A
-// connection closed meanwhile is readable: its reads fail at once.
+// connection closed meanwhile is readable: its reads fail at once. One
+// goroutine waits at a time, the one that reads.
 func (c *TCPConn) WaitReadable() {
 	if c.Readable() {
 		return
 	}
-	entry, ch := waiter.NewChannelEntry(waiter.ReadableEvents)
-	c.wq.EventRegister(&entry)
-	defer c.wq.EventUnregister(&entry)
+	c.wq.EventRegister(&c.readEntry)
+	defer c.wq.EventUnregister(&c.readEntry)
 	for !c.Readable() {
-		<-ch
+		<-c.readable
 	}
+}
+
+// Write implements net.Conn. What the send buffer takes at once is
+// written here without allocating; the rest, and every write once a
+// write deadline was set, goes through gonet's Write, which waits for
+// room and keeps the deadline.
+func (c *TCPConn) Write(b []byte) (int, error) {
+	if c.deadline.Load() || len(b) == 0 {
+		return c.TCPConn.Write(b)
+	}
+	c.wmu.Lock()
+	c.wr.Reset(b)
+	n, err := c.ep.Write(&c.wr, tcpip.WriteOptions{})
+	c.wr.Reset(nil)
+	c.wmu.Unlock()
+	if err == nil && int(n) == len(b) {
+		return len(b), nil
+	}
+	// Room for part of it, for none, or an error: gonet's Write waits
+	// for room, and meets and words the error as it always has.
+	m, werr := c.TCPConn.Write(b[n:])
+	return int(n) + m, werr
+}
+
+// SetDeadline implements net.Conn.
+func (c *TCPConn) SetDeadline(t time.Time) error {
+	c.deadline.Store(true)
+	return c.TCPConn.SetDeadline(t)
+}
+
+// SetWriteDeadline implements net.Conn.
+func (c *TCPConn) SetWriteDeadline(t time.Time) error {
+	c.deadline.Store(true)
+	return c.TCPConn.SetWriteDeadline(t)
 }
 
 // tcpListener accepts TCPConns: gonet's listener for everything but Accept,
