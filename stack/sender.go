@@ -80,7 +80,7 @@ func newSender(link Link) *sender {
 }
 
 // send sends b's frames, now on this goroutine or soon on the draining
-// one, and returns b to the pool once they are sent. The error is the
+// one, and keeps b for reuse once they are sent. The error is the
 // link's, for a batch sent here; a queued batch's error is the draining
 // goroutine's to see, as a queue's would be.
 func (s *sender) send(b *frameBatch) error {

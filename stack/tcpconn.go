@@ -31,7 +31,7 @@ type TCPConn struct {
 	readEntry waiter.Entry
 	readable  chan struct{}
 
-	wmu sync.Mutex // guards wr, for writers at once
+	wmu sync.Mutex // one write at a time; guards wr
 	wr  bytes.Reader
 	// deadline is set once a write deadline has been set: writes then go
 	// through gonet, which keeps it.
@@ -89,16 +89,17 @@ func (c *TCPConn) WaitReadable() {
 // Write implements net.Conn. What the send buffer takes at once is
 // written here without allocating; the rest, and every write once a
 // write deadline was set, goes through gonet's Write, which waits for
-// room and keeps the deadline.
+// room and keeps the deadline. Writes are whole, one at a time, as on a
+// kernel socket (gonet's alone could interleave two that each wait).
 func (c *TCPConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	if c.deadline.Load() || len(b) == 0 {
 		return c.TCPConn.Write(b)
 	}
-	c.wmu.Lock()
 	c.wr.Reset(b)
 	n, err := c.ep.Write(&c.wr, tcpip.WriteOptions{})
 	c.wr.Reset(nil)
-	c.wmu.Unlock()
 	if err == nil && int(n) == len(b) {
 		return len(b), nil
 	}

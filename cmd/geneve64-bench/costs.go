@@ -65,11 +65,11 @@ type goSample struct {
 }
 
 type costMeter struct {
-	procs  []costProc
-	usage  []procstat.Usage
-	gos    []goSample
-	perf   []*perfCount
-	errors []error
+	procs []costProc
+	usage []procstat.Usage
+	read  []bool // usage was read
+	gos   []goSample
+	perf  []*perfCount
 }
 
 // startCosts samples every process now, and starts perf on each where it
@@ -86,10 +86,7 @@ func startCosts(procs ...costProc) *costMeter {
 	}
 	for _, p := range procs {
 		u, err := procstat.ReadUsage(p.pid)
-		if err != nil {
-			m.errors = append(m.errors, err)
-		}
-		m.usage = append(m.usage, u)
+		m.usage, m.read = append(m.usage, u), append(m.read, err == nil)
 		m.gos = append(m.gos, p.goSample())
 	}
 	return m
@@ -102,8 +99,8 @@ func (m *costMeter) stop(units float64) []unitCost {
 		c := unitCost{Proc: p.name, Syscalls: -1, Migrations: -1, GoRuns: -1, GoCreated: -1, GoRunWaitUS: -1, Allocs: -1, AllocBytes: -1}
 		u, err := procstat.ReadUsage(p.pid)
 		syscalls, switches, migrations, perfOK := m.perf[i].stop()
-		if err != nil || units <= 0 {
-			out = append(out, c)
+		if err != nil || !m.read[i] || units <= 0 {
+			out = append(out, c) // nothing measured: a process that ended, or no work done
 			continue
 		}
 		d := u.Sub(m.usage[i])
