@@ -15,17 +15,18 @@ import (
 	"geneve64/internal/procstat"
 )
 
-// What a round trip or a connection is made of, per process: CPU time in
-// user space and in the kernel, system calls, the times a thread slept and
-// was woken (voluntary context switches) or had its CPU taken, moves
-// between CPUs, and for Go processes the goroutines run and created. A
-// tunnel that costs more than a plain proxy costs it in one of these, and
-// the same run's baselines say which.
+// What a round trip, a connection or a MiB is made of, per process: CPU
+// time in user space and in the kernel, system calls, the times a thread
+// slept and was woken (voluntary context switches) or had its CPU taken,
+// moves between CPUs, and for Go processes the goroutines run and created
+// and the heap allocations. A tunnel that costs more than a plain proxy
+// costs it in one of these, and the same run's baselines say which.
 //
-// System calls and CPU migrations need perf (Debian's linux-perf) and the
-// right to count another process's events (root, or perf_event_paranoid
-// at most 1 for one's own processes); without it those columns are
-// empty and the rest still measured.
+// System calls, CPU moves and the context switches of threads that exit
+// during the measurement need perf (Debian's linux-perf) and the right to
+// count another process's events (root, or perf_event_paranoid at most 1
+// for one's own processes); without it those are left out or taken from
+// /proc, and the rest is still measured.
 
 // costProc is a process whose costs are measured.
 type costProc struct {
@@ -35,10 +36,12 @@ type costProc struct {
 	self    bool   // this process: goroutine counts from runtime/metrics
 }
 
-// unitCost is what one unit of work (a round trip, a connection) cost a
-// process. A count that could not be measured is negative.
+// unitCost is what one unit of work (a round trip, a connection, a MiB)
+// cost a process. A count that could not be measured is negative; when
+// Measured is false, none could.
 type unitCost struct {
 	Proc        string  `json:"process"`
+	Measured    bool    `json:"measured"`
 	UserUS      float64 `json:"user_us"`
 	SysUS       float64 `json:"system_us"`
 	Syscalls    float64 `json:"syscalls"`
@@ -79,7 +82,7 @@ func startCosts(procs ...costProc) *costMeter {
 	for _, p := range procs {
 		m.perf = append(m.perf, startPerf(p.pid))
 	}
-	if m.perf[0] != nil {
+	if perfWorks {
 		// perf prints nothing once it has attached; what it misses of
 		// the first moments would be counted as nothing.
 		time.Sleep(300 * time.Millisecond)
@@ -96,7 +99,8 @@ func startCosts(procs ...costProc) *costMeter {
 func (m *costMeter) stop(units float64) []unitCost {
 	var out []unitCost
 	for i, p := range m.procs {
-		c := unitCost{Proc: p.name, Syscalls: -1, Migrations: -1, GoRuns: -1, GoCreated: -1, GoRunWaitUS: -1, Allocs: -1, AllocBytes: -1}
+		c := unitCost{Proc: p.name, UserUS: -1, SysUS: -1, Syscalls: -1, Switches: -1, Sleeps: -1, Preempted: -1, Migrations: -1,
+			GoRuns: -1, GoCreated: -1, GoRunWaitUS: -1, Allocs: -1, AllocBytes: -1}
 		u, err := procstat.ReadUsage(p.pid)
 		syscalls, switches, migrations, perfOK := m.perf[i].stop()
 		if err != nil || !m.read[i] || units <= 0 {
@@ -104,6 +108,7 @@ func (m *costMeter) stop(units float64) []unitCost {
 			continue
 		}
 		d := u.Sub(m.usage[i])
+		c.Measured = true
 		c.UserUS, c.SysUS = us(d.User)/units, us(d.System)/units
 		c.Sleeps, c.Preempted = float64(d.Voluntary)/units, float64(d.Involuntary)/units
 		c.Switches = c.Sleeps + c.Preempted
@@ -272,6 +277,11 @@ func (p *perfCount) stop() (syscalls, switches, migrations float64, ok bool) {
 func costResults(what string, costs []unitCost) []benchResult {
 	var res []benchResult
 	for _, c := range costs {
+		if !c.Measured {
+			res = append(res, benchResult{Name: fmt.Sprintf("%s, %s", what, c.Proc), Unit: "-",
+				Comment: "not measured: the process could not be read, or no work was done"})
+			continue
+		}
 		var parts []string
 		parts = append(parts, fmt.Sprintf("user %.1f + system %.1f µs", c.UserUS, c.SysUS))
 		if c.Syscalls >= 0 {
