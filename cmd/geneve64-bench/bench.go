@@ -294,7 +294,7 @@ func memoryAndConnections(bp *benchPair, snk *sink, o benchOpts, add func(benchR
 	addAll(add, costResults("per connection, kernel loopback", connRateCosts(snk.dial, o.duration, self)))
 	time.Sleep(timeWait)
 	// The second baseline: the same front-end and relays with no tunnel
-	// between them (see bench_relay.go).
+	// between them (see relay.go).
 	rp, err := startRelayPair(snk.port())
 	if err != nil {
 		return err
