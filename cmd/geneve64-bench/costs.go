@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"geneve64/internal/procstat"
 )
@@ -166,7 +169,8 @@ func (p costProc) goSample() goSample {
 	return goSample{}
 }
 
-// scrapeGoSample reads the scheduler counters from a Prometheus page.
+// scrapeGoSample reads the scheduler and allocation counters from a
+// Prometheus page.
 func scrapeGoSample(url string) goSample {
 	var g goSample
 	c := http.Client{Timeout: 2 * time.Second}
@@ -175,32 +179,28 @@ func scrapeGoSample(url string) goSample {
 		return g
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var have int
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "go_sched_latencies_seconds_count":
-			g.runs, have = v, have+1
-		case "go_sched_latencies_seconds_sum":
-			g.waitSum, have = v, have+1
-		case "go_sched_goroutines_created_goroutines_total":
-			g.created = v
-		case "go_memstats_mallocs_total":
-			g.allocs = v
-		case "go_memstats_alloc_bytes_total":
-			g.bytes = v
-		}
+	if resp.StatusCode != http.StatusOK {
+		return g
 	}
-	g.ok, g.waitOK = have == 2, have == 2
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return g
+	}
+	// The value of a family's first (here, only) series.
+	first := func(name string) *dto.Metric {
+		if f := families[name]; f != nil && len(f.GetMetric()) > 0 {
+			return f.GetMetric()[0]
+		}
+		return nil
+	}
+	if m := first("go_sched_latencies_seconds"); m.GetHistogram() != nil {
+		g.runs, g.waitSum = float64(m.GetHistogram().GetSampleCount()), m.GetHistogram().GetSampleSum()
+		g.ok, g.waitOK = true, true
+	}
+	g.created = first("go_sched_goroutines_created_goroutines_total").GetCounter().GetValue()
+	g.allocs = first("go_memstats_mallocs_total").GetCounter().GetValue()
+	g.bytes = first("go_memstats_alloc_bytes_total").GetCounter().GetValue()
 	return g
 }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // TestCostMeter: what this process spends is measured per unit, and a
@@ -72,5 +78,38 @@ func TestPerfOutput(t *testing.T) {
 		if ok != tc.ok || (ok && [3]float64{s, sw, mig} != tc.want) {
 			t.Errorf("%q: %v %v %v %v, want %v %v", tc.csv, s, sw, mig, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestScrapeGoSample: the counters are read from a page served as the
+// endpoints serve theirs (the Go collector with the scheduler's series),
+// so a renamed series fails here rather than turning into zeros.
+func TestScrapeGoSample(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)))
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	g0 := scrapeGoSample(srv.URL)
+	for range 100 {
+		done := make(chan struct{})
+		go func() { time.Sleep(time.Microsecond); close(done) }()
+		<-done
+	}
+	g1 := scrapeGoSample(srv.URL)
+	if !g0.ok || !g0.waitOK || !g1.ok {
+		t.Fatalf("samples not read: %+v %+v", g0, g1)
+	}
+	if g1.created-g0.created < 100 || g1.runs <= g0.runs || g1.allocs <= g0.allocs || g1.bytes <= g0.bytes {
+		t.Errorf("100 goroutines later: %+v, then %+v", g0, g1)
+	}
+	for name, h := range map[string]http.Handler{
+		"no page":                 http.NotFoundHandler(),
+		"a page without a series": promhttp.HandlerFor(prometheus.NewRegistry(), promhttp.HandlerOpts{}),
+	} {
+		other := httptest.NewServer(h)
+		if g := scrapeGoSample(other.URL); g.ok || g.waitOK {
+			t.Errorf("%s: %+v", name, g)
+		}
+		other.Close()
 	}
 }
